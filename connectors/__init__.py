@@ -1,0 +1,15 @@
+"""Connectors: one module per source, all behind ``connectors.base.Connector``.
+
+The registry (``connectors.registry.connectors``) lists them; built-ins are registered here in
+plain sight, third-party ones through the ``workbench.connectors`` entry points.
+"""
+
+from connectors.csv_file import CsvConnector
+from connectors.registry import connectors
+from connectors.synthetic import SyntheticConnector
+
+connectors.register("synthetic", SyntheticConnector)
+connectors.register("csv", CsvConnector)
+connectors.register_entry_points()
+
+__all__ = ["connectors"]

@@ -1,0 +1,46 @@
+"""The workbench: ``import workbench as wb; ws = wb.open("acme")``.
+
+Names are imported on first use, so that ``import workbench`` (and the CLI's ``--help``) stays
+quick and does not load the query engine until it is needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "ConfigError": "workbench.errors", "IsolationError": "workbench.errors",
+    "NotFoundError": "workbench.errors", "PipelineError": "workbench.errors",
+    "QueryError": "workbench.errors", "TransientError": "workbench.errors",
+    "ValidationError": "workbench.errors", "WorkbenchError": "workbench.errors",
+    "Settings": "workbench.settings", "load_settings": "workbench.settings",
+    "init": "workbench.stores", "Workspace": "workbench.workspace", "open": "workbench.workspace",
+    "run_demo": "workbench.demo",
+}
+
+__all__ = sorted(_EXPORTS)
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from workbench.demo import run_demo
+    from workbench.errors import (
+        ConfigError, IsolationError, NotFoundError, PipelineError, QueryError, TransientError,
+        ValidationError, WorkbenchError,
+    )
+    from workbench.settings import Settings, load_settings
+    from workbench.stores import init
+    from workbench.workspace import Workspace, open
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'workbench' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

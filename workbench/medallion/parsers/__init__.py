@@ -1,0 +1,1 @@
+"""Silver parsers, one module per payload format; the registry is in ``registry``."""

@@ -1,0 +1,180 @@
+"""What a silver parser receives and returns, and helpers every parser shares.
+
+A parser turns bronze rows of one stream (columns ``BRONZE_COLUMNS``, ``payload`` holding the
+record as received) into canonical rows of one silver table, and sends every record it cannot
+read to quarantine with a reason a person can act on. It must account for every input row:
+``len(good) + len(bad) == len(raw)``. Parsers are vectorised Polars code; never a Python loop
+per record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+BRONZE_COLUMNS = (
+    "org_id", "source", "stream", "connection_id", "batch_id", "extracted_at",
+    "window_start", "window_end", "record_index", "payload",
+)
+
+#: lineage columns every parser output carries, taken from the bronze row
+LINEAGE = {
+    "connector": pl.col("source"),
+    "connection_id": pl.col("connection_id"),
+    "source_batch_id": pl.col("batch_id"),
+    "extracted_at": pl.col("extracted_at"),
+    "record_index": pl.col("record_index"),
+}
+
+#: parser output schema for ``silver.ad_performance_daily`` (before currency conversion)
+PERFORMANCE_SCHEMA: dict[str, pl.DataType] = {
+    "org_id": pl.String(), "platform": pl.String(), "date": pl.Date(),
+    "account_id": pl.String(), "account_name": pl.String(),
+    "campaign_id": pl.String(), "campaign_name": pl.String(),
+    "ad_group_id": pl.String(), "ad_group_name": pl.String(),
+    "ad_id": pl.String(), "ad_name": pl.String(),
+    "currency": pl.String(),
+    "spend": pl.Float64(), "impressions": pl.Int64(), "clicks": pl.Int64(),
+    "conversions": pl.Float64(), "conversion_value": pl.Float64(),
+    "video_views": pl.Int64(), "reach": pl.Int64(),
+    "connector": pl.String(), "connection_id": pl.String(), "source_batch_id": pl.String(),
+    "extracted_at": pl.Datetime("us", "UTC"), "record_index": pl.Int64(),
+}
+
+#: parser output schema for ``silver.campaigns``
+CAMPAIGN_SCHEMA: dict[str, pl.DataType] = {
+    "org_id": pl.String(), "platform": pl.String(), "account_id": pl.String(),
+    "campaign_id": pl.String(), "name": pl.String(),
+    "status": pl.String(),  # active / paused / archived
+    "objective": pl.String(),
+    "budget_type": pl.String(),  # daily / lifetime / null when the campaign has no budget
+    "budget_amount": pl.Float64(),  # in the account currency, major units
+    "currency": pl.String(),
+    "start_date": pl.Date(), "end_date": pl.Date(),
+    "labels": pl.List(pl.String()),
+    "updated_at": pl.Datetime("us", "UTC"),
+    "connector": pl.String(), "connection_id": pl.String(), "source_batch_id": pl.String(),
+    "extracted_at": pl.Datetime("us", "UTC"), "record_index": pl.Int64(),
+}
+
+#: parser output schema for ``silver.crm_deals`` (platform/campaign resolved later from UTMs)
+DEAL_SCHEMA: dict[str, pl.DataType] = {
+    "org_id": pl.String(), "crm": pl.String(), "deal_id": pl.String(), "name": pl.String(),
+    "amount": pl.Float64(), "currency": pl.String(), "stage": pl.String(),
+    "is_closed": pl.Boolean(), "is_won": pl.Boolean(),
+    "created_at": pl.Datetime("us", "UTC"), "closed_at": pl.Datetime("us", "UTC"),
+    "source": pl.String(), "utm_source": pl.String(), "utm_medium": pl.String(),
+    "utm_campaign": pl.String(),
+    "connector": pl.String(), "connection_id": pl.String(), "source_batch_id": pl.String(),
+    "extracted_at": pl.Datetime("us", "UTC"), "record_index": pl.Int64(),
+}
+
+QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
+    "org_id": pl.String(), "source": pl.String(), "stream": pl.String(),
+    "batch_id": pl.String(), "record_index": pl.Int64(), "payload": pl.String(),
+    "reason": pl.String(), "check": pl.String(),
+}
+
+
+@dataclass(frozen=True)
+class ParseContext:
+    """What a parser may need beyond the rows: the connection's settings."""
+
+    org_id: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ParseResult:
+    """Canonical rows (``good``) and quarantined rows (``bad``, ``QUARANTINE_SCHEMA``)."""
+
+    good: pl.DataFrame
+    bad: pl.DataFrame
+
+
+Parser = Callable[[pl.DataFrame, ParseContext], ParseResult]
+
+
+def empty_quarantine() -> pl.DataFrame:
+    return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+
+
+def quarantine(raw: pl.DataFrame, reason: pl.Expr | str, check: str) -> pl.DataFrame:
+    """Quarantine rows of ``raw`` (bronze columns) with a reason (text or expression)."""
+    reason_expr = pl.lit(reason) if isinstance(reason, str) else reason
+    return raw.select(
+        "org_id", "source", "stream", "batch_id", "record_index", "payload",
+        reason_expr.cast(pl.String).alias("reason"), pl.lit(check).alias("check"),
+    )
+
+
+def split_invalid_json(raw: pl.DataFrame, dtype: pl.DataType) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Decode ``payload`` into a struct column ``r``; rows that are not JSON objects go to bad.
+
+    Decoding is vectorised; only when the batch holds malformed text does it fall back to
+    checking records one by one, to find which ones (the rest of the batch still decodes).
+    """
+    try:
+        decoded = raw.with_columns(pl.col("payload").str.json_decode(dtype).alias("r"))
+        ok_mask = pl.col("r").is_not_null()
+        return decoded.filter(ok_mask), quarantine(
+            decoded.filter(~ok_mask), "record is not a JSON object; it was kept as received",
+            "invalid_json")
+    except pl.exceptions.ComputeError:
+        import json
+
+        def _valid(text: str | None) -> bool:
+            try:
+                return isinstance(json.loads(text), dict) if text is not None else False
+            except ValueError:
+                return False
+
+        mask = raw["payload"].map_elements(_valid, return_dtype=pl.Boolean)
+        good_raw, bad_raw = raw.filter(mask), raw.filter(~mask)
+        decoded = good_raw.with_columns(pl.col("payload").str.json_decode(dtype).alias("r"))
+        return decoded, quarantine(
+            bad_raw, "record is not valid JSON; it was kept as received", "invalid_json")
+
+
+def parse_number(expr: pl.Expr) -> pl.Expr:
+    """A number from text that may carry thousands separators, spaces or a trailing '%'."""
+    cleaned = expr.cast(pl.String).str.strip_chars().str.replace_all(r"[,\s]", "")
+    return cleaned.cast(pl.Float64, strict=False)
+
+
+def parse_date(expr: pl.Expr, formats: tuple[str, ...] = ("%Y-%m-%d", "%Y/%m/%d")) -> pl.Expr:
+    """A date from text in any of ``formats`` (first that parses wins); null when none does."""
+    text = expr.cast(pl.String).str.strip_chars().str.slice(0, 10)
+    return pl.coalesce([text.str.strptime(pl.Date, f, strict=False) for f in formats])
+
+
+def check_numbers(df: pl.DataFrame, columns: Mapping[str, str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split rows whose text field (columns: parsed name -> raw name) failed to parse.
+
+    ``df`` holds the parsed columns and, under ``__raw_<name>``, the raw text of each; a row is
+    bad when a raw value is present but did not parse.
+    """
+    problems = [
+        pl.when(pl.col(f"__raw_{name}").is_not_null() & pl.col(name).is_null())
+        .then(pl.format("field '{}' is not a number: '{}'", pl.lit(raw), pl.col(f"__raw_{name}")))
+        for name, raw in columns.items()
+    ]
+    with_reason = df.with_columns(pl.concat_str(problems, separator="; ", ignore_nulls=True).alias("__reason"))
+    bad = with_reason.filter(pl.col("__reason").is_not_null())
+    good = with_reason.filter(pl.col("__reason").is_null())
+    return good.drop("__reason"), bad
+
+
+def conform(df: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    """Select and cast ``df`` to ``schema``; missing columns become nulls."""
+    return df.select([
+        (pl.col(n) if n in df.columns else pl.lit(None)).cast(t).alias(n) for n, t in schema.items()
+    ])
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)

@@ -1,0 +1,223 @@
+"""Silver: parse bronze batches into the canonical tables, convert currency, quarantine the rest.
+
+For each batch (oldest extraction first): bronze rows are read in chunks, each stream parsed by
+its format's parser, every row checked, amounts converted to the organisation's currency with
+the rate of the day; then one filtered overwrite per target replaces the batch's window
+(performance) or the connection's entities (campaigns, deals), and the batch's quarantine rows
+replace any earlier ones. Rows in = rows into silver + rows quarantined, per batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import polars as pl
+import pyarrow as pa
+from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, In, LessThanOrEqual
+
+from workbench.lake.catalog import Lake
+from workbench.lake.schemas import (
+    BRONZE_RAW, SILVER_CAMPAIGNS, SILVER_DEALS, SILVER_PERFORMANCE, SILVER_QUARANTINE,
+)
+from workbench.medallion import fx
+from workbench.medallion.checks import CAMPAIGN_CHECKS, DEAL_CHECKS, PERFORMANCE_CHECKS, apply_checks
+from workbench.medallion.parsers.base import QUARANTINE_SCHEMA, ParseContext, conform
+from workbench.medallion.parsers.registry import parsers
+from workbench.medallion.utm import resolve_deals
+
+CHUNK_ROWS = 1_000_000
+PERF_KEY = ("org_id", "platform", "account_id", "ad_id", "date")
+
+
+@dataclass
+class BatchInfo:
+    """What silver needs to know about a landed batch."""
+
+    batch_id: str
+    org_id: str
+    source: str
+    connection_id: str
+    window_start: dt.date
+    window_end: dt.date
+    settings: dict
+    lookback_days: int
+
+
+@dataclass
+class BatchOutcome:
+    batch_id: str
+    rows_in: int = 0
+    rows_silver: int = 0
+    rows_quarantined: int = 0
+    performance_dates: set[dt.date] = field(default_factory=set)
+    deal_dates: set[dt.date] = field(default_factory=set)
+    campaigns_changed: bool = False
+
+
+@dataclass
+class _Parsed:
+    good: dict[str, list[pl.DataFrame]] = field(default_factory=lambda: defaultdict(list))
+    bad: list[pl.DataFrame] = field(default_factory=list)
+    rows_in: int = 0
+
+
+def _bronze_chunks(lake: Lake, batch: BatchInfo) -> "pa.RecordBatchReader":
+    table = lake.table(BRONZE_RAW.name, refresh=True)
+    return table.scan(row_filter=And(EqualTo("org_id", batch.org_id), EqualTo("source", batch.source),
+                                     EqualTo("batch_id", batch.batch_id))).to_arrow_batch_reader()
+
+
+def _quarantine_from(rows: pl.DataFrame, raw: pl.DataFrame) -> pl.DataFrame:
+    """Quarantine rows (with record_index, reason, check) joined back to their raw payloads."""
+    keyed = rows.select("record_index", "reason", "check")
+    return raw.join(keyed, on="record_index", how="inner").select(list(QUARANTINE_SCHEMA))
+
+
+def _parse_chunk(raw: pl.DataFrame, batch: BatchInfo, rates: pl.DataFrame, org_currency: str,
+                 today: dt.date, out: _Parsed) -> None:
+    out.rows_in += raw.height
+    ctx = ParseContext(org_id=batch.org_id, settings=batch.settings)
+    for (stream,), part in raw.group_by("stream"):
+        spec = parsers.get(str(stream))
+        result = spec.parser(part, ctx)
+        out.bad.append(result.bad.select(list(QUARANTINE_SCHEMA)))
+        good = result.good
+        if spec.target == "performance":
+            good = good.with_columns(pl.lit(batch.window_start).alias("__window_start"),
+                                     pl.lit(batch.window_end).alias("__window_end"))
+            good, failed = apply_checks(good, PERFORMANCE_CHECKS)
+            good = good.with_columns(pl.col(c).fill_null(0) for c in
+                                     ("spend", "impressions", "clicks", "conversions", "conversion_value"))
+            good = fx.convert(good, rates, org_currency,
+                              {"spend": "spend_org", "conversion_value": "conversion_value_org"})
+            no_rate = good.filter(pl.col("fx_rate").is_null())
+            if no_rate.height:
+                out.bad.append(_quarantine_from(no_rate.with_columns(
+                    fx.missing_rate_reason(org_currency).alias("reason"),
+                    pl.lit("missing_fx_rate").alias("check")), part))
+                good = good.filter(pl.col("fx_rate").is_not_null())
+            settled_before = today - dt.timedelta(days=batch.lookback_days)
+            good = good.with_columns(pl.lit(org_currency).alias("org_currency"),
+                                     (pl.col("date") < settled_before).alias("settled"))
+        elif spec.target == "campaigns":
+            good, failed = apply_checks(good, CAMPAIGN_CHECKS)
+        else:
+            good, failed = apply_checks(good, DEAL_CHECKS)
+            good = good.with_columns(
+                pl.coalesce(pl.col("closed_at"), pl.col("created_at")).dt.date().alias("date"))
+            good = fx.convert(good, rates, org_currency, {"amount": "amount_org"})
+            # A deal without a rate keeps its amount in its own currency only; it is still a deal.
+            good = good.drop("date", "fx_rate_date")
+        if failed.height:
+            out.bad.append(_quarantine_from(failed, part))
+        out.good[spec.target].append(good)
+
+
+def _dedupe(df: pl.DataFrame, key: list[str], what: str, raw_lookup: "callable") -> tuple[pl.DataFrame, pl.DataFrame]:  # type: ignore[valid-type]
+    """Keep the last record per key in the batch; earlier duplicates go to quarantine."""
+    if df.is_empty():
+        return df, pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    ranked = df.with_columns(
+        pl.col("record_index").max().over(key).alias("__kept"))
+    dupes = ranked.filter(pl.col("record_index") != pl.col("__kept"))
+    kept = ranked.filter(pl.col("record_index") == pl.col("__kept")).drop("__kept")
+    if dupes.is_empty():
+        return kept, pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    rows = dupes.select("record_index", pl.format(
+        f"duplicate {what}: record {{}} of this batch has the same key and was kept instead",
+        pl.col("__kept")).alias("reason"), pl.lit("duplicate_key").alias("check"))
+    return kept, _quarantine_from(rows, raw_lookup(rows["record_index"].to_list()))
+
+
+def transform_batch(lake: Lake, batch: BatchInfo, rates: pl.DataFrame, org_currency: str,
+                    today: dt.date) -> BatchOutcome:
+    """Parse one landed batch into silver (idempotent: a rerun writes identical rows)."""
+    parsed = _Parsed()
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+
+    def flush() -> None:
+        nonlocal pending, pending_rows
+        if pending_rows:
+            raw = pl.from_arrow(pa.Table.from_batches(pending))
+            assert isinstance(raw, pl.DataFrame)
+            _parse_chunk(raw, batch, rates, org_currency, today, parsed)
+        pending, pending_rows = [], 0
+
+    for record_batch in _bronze_chunks(lake, batch):
+        pending.append(record_batch)
+        pending_rows += record_batch.num_rows
+        if pending_rows >= CHUNK_ROWS:
+            flush()
+    flush()
+
+    def raw_lookup(indexes: list[int]) -> pl.DataFrame:
+        table = lake.table(BRONZE_RAW.name)
+        return pl.from_arrow(table.scan(row_filter=And(
+            EqualTo("org_id", batch.org_id), EqualTo("batch_id", batch.batch_id),
+            In("record_index", indexes))).to_arrow())  # type: ignore[return-value]
+
+    outcome = BatchOutcome(batch.batch_id, rows_in=parsed.rows_in)
+    bad = list(parsed.bad)
+    if parsed.good.get("campaigns"):
+        campaigns, dupes = _dedupe(pl.concat(parsed.good["campaigns"], how="diagonal_relaxed"),
+                                   ["org_id", "platform", "account_id", "campaign_id"], "campaign", raw_lookup)
+        bad.append(dupes)
+        _merge_entities(lake, SILVER_CAMPAIGNS.name, campaigns, batch,
+                        ["platform", "account_id", "campaign_id"])
+        outcome.rows_silver += campaigns.height
+        outcome.campaigns_changed = True
+    if parsed.good.get("deals"):
+        deals, dupes = _dedupe(pl.concat(parsed.good["deals"], how="diagonal_relaxed"),
+                               ["org_id", "crm", "deal_id"], "deal", raw_lookup)
+        bad.append(dupes)
+        campaigns_now = lake.scan(SILVER_CAMPAIGNS.name).filter(pl.col("org_id") == batch.org_id).collect()
+        deals = resolve_deals(deals, campaigns_now)
+        replaced = _merge_entities(lake, SILVER_DEALS.name, deals, batch, ["crm", "deal_id"])
+        outcome.rows_silver += deals.height
+        outcome.deal_dates = _deal_dates(deals) | _deal_dates(replaced)
+    if parsed.good.get("performance"):
+        perf, dupes = _dedupe(pl.concat(parsed.good["performance"], how="diagonal_relaxed"),
+                              list(PERF_KEY), "row for this ad and date", raw_lookup)
+        bad.append(dupes)
+        perf = perf.sort("org_id", "date", "platform", "account_id", "campaign_id")
+        lake.overwrite(SILVER_PERFORMANCE.name, perf, And(
+            EqualTo("org_id", batch.org_id), EqualTo("connection_id", batch.connection_id),
+            GreaterThanOrEqual("date", batch.window_start.isoformat()),
+            LessThanOrEqual("date", batch.window_end.isoformat())))
+        outcome.rows_silver += perf.height
+        outcome.performance_dates = set(batch.window_start + dt.timedelta(days=i) for i in
+                                        range((batch.window_end - batch.window_start).days + 1))
+    quarantined = pl.concat([b for b in bad if b.height], how="vertical_relaxed") if any(
+        b.height for b in bad) else pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    quarantined = quarantined.with_columns(
+        pl.lit(dt.datetime.now(dt.timezone.utc)).cast(pl.Datetime("us", "UTC")).alias("quarantined_at"))
+    lake.overwrite(SILVER_QUARANTINE.name, quarantined, And(
+        EqualTo("org_id", batch.org_id), EqualTo("source", batch.source),
+        EqualTo("batch_id", batch.batch_id)))
+    outcome.rows_quarantined = quarantined.height
+    return outcome
+
+
+def _merge_entities(lake: Lake, table: str, new: pl.DataFrame, batch: BatchInfo,
+                    key: list[str]) -> pl.DataFrame:
+    """Replace the connection's entities with ``new`` where keys match; return replaced rows."""
+    where = And(EqualTo("org_id", batch.org_id), EqualTo("connection_id", batch.connection_id))
+    existing = lake.scan(table).filter(
+        (pl.col("org_id") == batch.org_id) & (pl.col("connection_id") == batch.connection_id)).collect()
+    new = new.with_columns(pl.col(c).cast(existing.schema[c]) for c in new.columns
+                           if c in existing.columns and c in ("budget_amount", "amount", "amount_org"))
+    replaced = existing.join(new.select(key), on=key, how="semi")
+    kept = existing.join(new.select(key), on=key, how="anti")
+    merged = pl.concat([kept, conform(new, dict(existing.schema))], how="vertical_relaxed")
+    lake.overwrite(table, merged, where)
+    return replaced
+
+
+def _deal_dates(deals: pl.DataFrame) -> set[dt.date]:
+    if deals.is_empty():
+        return set()
+    dates = pl.concat([deals["created_at"].dt.date(), deals["closed_at"].dt.date()]).drop_nulls()
+    return set(dates.unique().to_list())

@@ -1,0 +1,143 @@
+"""The notebook API: ``ws = workbench.open("acme")`` and everything an analyst does with it.
+
+Every operation of a workspace is scoped to its organisation: lake reads filter on ``org_id``,
+SQL runs with the organisation bound as a parameter, OLTP reads filter on it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from connectors.base import Window
+from connectors.registry import connectors
+from workbench.errors import NotFoundError, ValidationError
+from workbench.lake.schemas import TABLES
+from workbench.medallion import pipeline
+from workbench.medallion.pipeline import IngestResult, TransformResult
+from workbench.oltp import repo
+from workbench.oltp.models import Connection
+from workbench.settings import Settings
+from workbench.stores import Stores, get_stores
+
+
+def _window(start: dt.date | str | None, end: dt.date | str | None) -> Window | None:
+    if start is None and end is None:
+        return None
+    if start is None or end is None:
+        raise ValidationError("give both a start and an end date (or neither)")
+    s = dt.date.fromisoformat(start) if isinstance(start, str) else start
+    e = dt.date.fromisoformat(end) if isinstance(end, str) else end
+    if e < s:
+        raise ValidationError(f"the end date {e} is before the start date {s}")
+    return Window(s, e)
+
+
+class Workspace:
+    """One organisation's view of the workbench."""
+
+    def __init__(self, stores: Stores, org_id: str) -> None:
+        self.stores = stores
+        self.org = repo.get_org(stores.db, org_id)
+
+    def __repr__(self) -> str:
+        return f"<Workspace {self.org.id} ({self.org.name}, {self.org.currency}, {self.org.timezone})>"
+
+    @property
+    def settings(self) -> Settings:
+        return self.stores.settings
+
+    # -- connections and ingestion -------------------------------------------------------
+
+    def connection(self, source: str, name: str | None = None, settings: dict[str, Any] | None = None,
+                   lookback_days: int | None = None,
+                   credentials: dict[str, str] | None = None) -> Connection:
+        """The named connection (default: named after the source), created or updated."""
+        cls = connectors.get(source)
+        return repo.upsert_connection(
+            self.stores.db, self.settings.credentials_key, self.org.id, name or source, source,
+            settings or {}, cls.default_lookback_days if lookback_days is None else lookback_days,
+            credentials)
+
+    def connections(self) -> pl.DataFrame:
+        rows = [{"name": c.name, "platform": c.platform, "lookback_days": c.lookback_days,
+                 "status": c.status, "state": str(c.state)} for c in repo.list_connections(self.stores.db, self.org.id)]
+        return pl.DataFrame(rows, schema={"name": pl.String, "platform": pl.String,
+                                          "lookback_days": pl.Int64, "status": pl.String, "state": pl.String})
+
+    def ingest(self, source: str = "synthetic", start: dt.date | str | None = None,
+               end: dt.date | str | None = None, *, file: str | Path | None = None,
+               mapping: dict[str, str] | None = None, connection: str | None = None,
+               settings: dict[str, Any] | None = None, progress: bool = True) -> IngestResult:
+        """Read a window from a source into bronze (one batch).
+
+        ``source="csv"`` reads ``file`` with an optional column ``mapping`` (canonical name ->
+        file header); each file name gets its own connection unless ``connection`` is given.
+        """
+        conn_settings = dict(settings or {})
+        if source == "csv":
+            if file is None:
+                raise ValidationError("a CSV ingest needs a file: ingest('csv', file='export.csv')")
+            path = Path(file).expanduser().resolve()
+            conn_settings.update({"path": str(path), "mapping": mapping or {}})
+            connection = connection or f"csv:{path.stem}"
+        elif file is not None:
+            raise ValidationError(f"--file is only for the csv source, not {source}")
+        existing = {c.name: c for c in repo.list_connections(self.stores.db, self.org.id)}
+        name = connection or source
+        if name in existing and not conn_settings:
+            conn = existing[name]
+        else:
+            base = existing[name].settings if name in existing else {}
+            conn = self.connection(source, name, {**base, **conn_settings})
+        return pipeline.ingest(self.settings, self.stores.db, self.stores.lake, self.org, conn,
+                               _window(start, end), show_progress=progress)
+
+    def transform(self, start: dt.date | str | None = None, end: dt.date | str | None = None,
+                  *, progress: bool = True) -> TransformResult:
+        """Bronze -> silver -> gold for pending batches (or every batch overlapping a range)."""
+        win = _window(start, end)
+        return pipeline.transform(self.settings, self.stores.db, self.stores.lake, self.org,
+                                  win.start if win else None, win.end if win else None,
+                                  show_progress=progress)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
+        """Run ClickHouse SQL over the lake tables (``gold.performance_daily``...), this
+        organisation's rows only. Bind values as ``{name:Type}`` placeholders with ``params``."""
+        return self.stores.warehouse.query(sql, params, org=self.org.id)
+
+    def table(self, name: str, start: dt.date | str | None = None,
+              end: dt.date | str | None = None) -> pl.DataFrame:
+        """This organisation's rows of a lake table, optionally for a date range."""
+        if name not in TABLES:
+            raise NotFoundError(f"unknown table '{name}'; tables: {', '.join(sorted(TABLES))}")
+        lf = self.stores.lake.scan(name)
+        if TABLES[name].org_scoped:
+            lf = lf.filter(pl.col("org_id") == self.org.id)
+        win = _window(start, end)
+        if win is not None:
+            if "date" not in TABLES[name].column_names:
+                raise ValidationError(f"{name} has no date column to filter on")
+            lf = lf.filter(pl.col("date").is_between(win.start, win.end))
+        return lf.collect()
+
+    def quarantine(self) -> pl.DataFrame:
+        """Quarantined records with their reasons, newest first."""
+        return self.table("silver.quarantine").sort("quarantined_at", "record_index",
+                                                    descending=[True, False])
+
+    def status(self) -> dict[str, pl.DataFrame]:
+        """Row counts per table, freshness per connection, quarantine counts, last runs."""
+        from workbench.status import workspace_status
+
+        return workspace_status(self)
+
+
+def open(org: str, settings: Settings | None = None) -> Workspace:  # noqa: A001 - the API's verb
+    """Open the workspace of organisation ``org`` (stores are created on first use)."""
+    return Workspace(get_stores(settings), org)
