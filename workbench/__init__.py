@@ -15,7 +15,8 @@ _EXPORTS = {
     "QueryError": "workbench.errors", "TransientError": "workbench.errors",
     "ValidationError": "workbench.errors", "WorkbenchError": "workbench.errors",
     "Settings": "workbench.settings", "load_settings": "workbench.settings",
-    "init": "workbench.stores", "Workspace": "workbench.workspace", "open": "workbench.workspace",
+    "init": "workbench.stores", "create_org": "workbench.workspace",
+    "Workspace": "workbench.workspace", "open": "workbench.workspace",
     "run_demo": "workbench.demo",
 }
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     )
     from workbench.settings import Settings, load_settings
     from workbench.stores import init
-    from workbench.workspace import Workspace, open
+    from workbench.workspace import Workspace, create_org, open
 
 
 def __getattr__(name: str) -> Any:

@@ -141,3 +141,11 @@ class Workspace:
 def open(org: str, settings: Settings | None = None) -> Workspace:  # noqa: A001 - the API's verb
     """Open the workspace of organisation ``org`` (stores are created on first use)."""
     return Workspace(get_stores(settings), org)
+
+
+def create_org(slug: str, name: str, currency: str = "USD", timezone: str = "UTC", *,
+               exist_ok: bool = False, settings: Settings | None = None) -> Workspace:
+    """Create an organisation (slug, display name, reporting currency, IANA time zone) and open it."""
+    stores = get_stores(settings)
+    repo.create_org(stores.db, slug, name, currency, timezone, exist_ok=exist_ok)
+    return Workspace(stores, slug)
