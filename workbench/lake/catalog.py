@@ -9,6 +9,7 @@ retries run out nothing was written and the caller gets a ``TransientError``.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,9 @@ class Lake:
         )
         try:
             for attempt in retrying:
-                with attempt:
+                with attempt, warnings.catch_warnings():
+                    # an overwrite of a window that holds no rows yet is normal, not news
+                    warnings.filterwarnings("ignore", "Delete operation did not match any records")
                     op(self.table(name, refresh=attempt.retry_state.attempt_number > 1))
         except (CommitFailedException, OperationalError) as exc:
             raise TransientError(

@@ -10,7 +10,10 @@ data folder, so any number of processes can read at once. Values are always boun
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
@@ -31,10 +34,26 @@ def _connection() -> Any:
     if _CONN is None:
         import chdb
 
-        # user_files_path=/ lets icebergLocal() read the warehouse wherever it lives; user SQL
-        # never reaches a table function (guard.check_statement refuses them).
-        _CONN = chdb.connect(":memory:?user_files_path=/")
+        _CONN = chdb.connect(":memory:")
     return _CONN
+
+
+@contextmanager
+def _engine_cwd() -> Iterator[None]:
+    """Run a statement with the process in ``/``, then return to where it was.
+
+    Embedded ClickHouse checks at query time that an ``icebergLocal()`` path lies inside its
+    user-files folder, which for chDB is the process's working directory (setting
+    ``user_files_path`` does not change that check; measured with chDB 4.4). The warehouse lives
+    under WORKBENCH_HOME, wherever the notebook or job was started, so statements run from
+    ``/``. Only lake paths reach the engine: user SQL cannot name files (guard.py).
+    """
+    previous = os.getcwd()
+    os.chdir("/")
+    try:
+        yield
+    finally:
+        os.chdir(previous)
 
 
 def _param_value(value: Any) -> Any:
@@ -97,7 +116,7 @@ class ChdbWarehouse:
             params[ORG_PARAM] = org
         final = rewrite_tables(sql, lambda name: self.resolver.source(name, org is not None)
                                if name in TABLES else "")
-        with _CONN_LOCK:
+        with _CONN_LOCK, _engine_cwd():
             try:
                 result = _connection().query(final, "ArrowTable",
                                              params={k: _param_value(v) for k, v in params.items()})

@@ -1,0 +1,27 @@
+"""Every analyst notebook runs top to bottom on a fresh home (papermill, a real kernel)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import papermill as pm
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def test_quickstart(tmp_path):
+    out = tmp_path / "quickstart.out.ipynb"
+    pm.execute_notebook(str(ROOT / "notebooks" / "quickstart.ipynb"), str(out),
+                        parameters={"org": "acme", "days": 10, "home": str(tmp_path / "home")},
+                        kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
+    nb = nbformat.read(out, as_version=4)
+    text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+                     for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "records in =" in text and "quarantined" in text
+    assert "refused: table functions are not allowed" in text
+    assert "acme rows:" in text and "globex rows: 0" in text
+    assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs), \
+        "the spend plot was drawn"
