@@ -28,7 +28,8 @@ from workbench.medallion.parsers.registry import parsers
 from workbench.medallion.utm import resolve_deals
 
 CHUNK_ROWS = 1_000_000
-PERF_KEY = ("org_id", "platform", "account_id", "ad_id", "date")
+# campaign and ad group belong to the key: a campaign-level CSV has no ad ids at all
+PERF_KEY = ("org_id", "platform", "account_id", "campaign_id", "ad_group_id", "ad_id", "date")
 
 
 @dataclass
@@ -63,7 +64,7 @@ class _Parsed:
     rows_in: int = 0
 
 
-def _bronze_chunks(lake: Lake, batch: BatchInfo) -> "pa.RecordBatchReader":
+def _bronze_chunks(lake: Lake, batch: BatchInfo) -> pa.RecordBatchReader:
     table = lake.table(BRONZE_RAW.name, refresh=True)
     return table.scan(row_filter=And(EqualTo("org_id", batch.org_id), EqualTo("source", batch.source),
                                      EqualTo("batch_id", batch.batch_id))).to_arrow_batch_reader()
@@ -115,7 +116,7 @@ def _parse_chunk(raw: pl.DataFrame, batch: BatchInfo, rates: pl.DataFrame, org_c
         out.good[spec.target].append(good)
 
 
-def _dedupe(df: pl.DataFrame, key: list[str], what: str, raw_lookup: "callable") -> tuple[pl.DataFrame, pl.DataFrame]:  # type: ignore[valid-type]
+def _dedupe(df: pl.DataFrame, key: list[str], what: str, raw_lookup: callable) -> tuple[pl.DataFrame, pl.DataFrame]:  # type: ignore[valid-type]
     """Keep the last record per key in the batch; earlier duplicates go to quarantine."""
     if df.is_empty():
         return df, pl.DataFrame(schema=QUARANTINE_SCHEMA)
@@ -193,7 +194,7 @@ def transform_batch(lake: Lake, batch: BatchInfo, rates: pl.DataFrame, org_curre
     quarantined = pl.concat([b for b in bad if b.height], how="vertical_relaxed") if any(
         b.height for b in bad) else pl.DataFrame(schema=QUARANTINE_SCHEMA)
     quarantined = quarantined.with_columns(
-        pl.lit(dt.datetime.now(dt.timezone.utc)).cast(pl.Datetime("us", "UTC")).alias("quarantined_at"))
+        pl.lit(dt.datetime.now(dt.UTC)).cast(pl.Datetime("us", "UTC")).alias("quarantined_at"))
     lake.overwrite(SILVER_QUARANTINE.name, quarantined, And(
         EqualTo("org_id", batch.org_id), EqualTo("source", batch.source),
         EqualTo("batch_id", batch.batch_id)))
