@@ -6,7 +6,7 @@ import datetime as dt
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import polars as pl
 import typer
@@ -23,12 +23,14 @@ fx_app = typer.Typer(help="Exchange rates: `workbench fx load rates.csv`.", no_a
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(fx_app, name="fx")
 out = Console()
-err = Console(stderr=True)
+if not out.is_terminal:
+    out.width = 200  # piped or captured: don't squeeze tables to 80 columns
+err = Console(stderr=True, soft_wrap=True)
 _DEBUG = {"on": False}
 
 OrgOpt = Annotated[str, typer.Option("--org", help="Organisation slug, e.g. acme.")]
-FromOpt = Annotated[Optional[dt.datetime], typer.Option("--from", formats=["%Y-%m-%d"], help="First date (YYYY-MM-DD).")]
-ToOpt = Annotated[Optional[dt.datetime], typer.Option("--to", formats=["%Y-%m-%d"], help="Last date (YYYY-MM-DD).")]
+FromOpt = Annotated[dt.datetime | None, typer.Option("--from", formats=["%Y-%m-%d"], help="First date (YYYY-MM-DD).")]
+ToOpt = Annotated[dt.datetime | None, typer.Option("--to", formats=["%Y-%m-%d"], help="Last date (YYYY-MM-DD).")]
 
 
 class Format(str, Enum):
@@ -76,7 +78,7 @@ def init() -> None:
 
 
 @app.command()
-def demo(org: Annotated[Optional[list[str]], typer.Option("--org", help="Demo organisation(s); default acme and globex.")] = None,
+def demo(org: Annotated[list[str] | None, typer.Option("--org", help="Demo organisation(s); default acme and globex.")] = None,
          days: Annotated[int, typer.Option(min=1, max=730, help="Days of synthetic history.")] = 90) -> None:
     """Create the demo organisations, generate synthetic data and run bronze -> silver -> gold.
 
@@ -97,11 +99,11 @@ def demo(org: Annotated[Optional[list[str]], typer.Option("--org", help="Demo or
 def ingest(org: OrgOpt,
            source: Annotated[str, typer.Option(help="Connector: synthetic, csv, ...")],
            start: FromOpt = None, end: ToOpt = None,
-           file: Annotated[Optional[Path], typer.Option(help="CSV file (source csv).")] = None,
-           map_: Annotated[Optional[list[str]], typer.Option("--map", help="CSV column mapping canonical=Header, repeatable.")] = None,
-           connection: Annotated[Optional[str], typer.Option(help="Connection name (default: the source, or csv:<file name>).")] = None,
-           currency: Annotated[Optional[str], typer.Option(help="Currency of a CSV without a currency column.")] = None,
-           platform: Annotated[Optional[str], typer.Option(help="Platform name for a CSV without a platform column.")] = None) -> None:
+           file: Annotated[Path | None, typer.Option(help="CSV file (source csv).")] = None,
+           map_: Annotated[list[str] | None, typer.Option("--map", help="CSV column mapping canonical=Header, repeatable.")] = None,
+           connection: Annotated[str | None, typer.Option(help="Connection name (default: the source, or csv:<file name>).")] = None,
+           currency: Annotated[str | None, typer.Option(help="Currency of a CSV without a currency column.")] = None,
+           platform: Annotated[str | None, typer.Option(help="Platform name for a CSV without a platform column.")] = None) -> None:
     """Read a window from a source into bronze (one batch).
 
     Examples: `workbench ingest --org acme --source synthetic --from 2026-11-01 --to 2026-11-24`;
@@ -140,7 +142,7 @@ def transform(org: OrgOpt, start: FromOpt = None, end: ToOpt = None) -> None:
 
 @app.command()
 def query(org: OrgOpt, sql: Annotated[str, typer.Argument(help="ClickHouse SQL over lake tables.")],
-          param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Parameter name=value for {name:Type} placeholders.")] = None,
+          param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Parameter name=value for {name:Type} placeholders.")] = None,
           fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table) -> None:
     """Run ClickHouse SQL over the organisation's rows (the organisation is bound and enforced).
 

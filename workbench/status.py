@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from workbench.workspace import Workspace
 
 
-def workspace_status(ws: "Workspace") -> dict[str, pl.DataFrame]:
+def workspace_status(ws: Workspace) -> dict[str, pl.DataFrame]:
     lake, db, org = ws.stores.lake, ws.stores.db, ws.org.id
     tables = []
     for name, tdef in TABLES.items():

@@ -11,7 +11,7 @@ from workbench.settings import Settings, load_settings
 from workbench.warehouse.engine import ChdbWarehouse
 
 _LOCK = threading.Lock()
-_OPEN: dict[tuple[str, str, str], "Stores"] = {}
+_OPEN: dict[tuple[str, str, str], Stores] = {}
 
 
 @dataclass

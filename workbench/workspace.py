@@ -138,7 +138,7 @@ class Workspace:
         return workspace_status(self)
 
 
-def open(org: str, settings: Settings | None = None) -> Workspace:  # noqa: A001 - the API's verb
+def open(org: str, settings: Settings | None = None) -> Workspace:
     """Open the workspace of organisation ``org`` (stores are created on first use)."""
     return Workspace(get_stores(settings), org)
 

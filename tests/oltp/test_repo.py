@@ -87,7 +87,7 @@ def test_pending_batches_by_status_and_range(db):
 
     repo.create_org(db, "acme", "Acme")
     conn = repo.upsert_connection(db, b"k" * 44, "acme", "s", "synthetic", {}, 3)
-    now = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
     for i, (s, e) in enumerate([(1, 10), (11, 20)]):
         repo.record_batch(db, Batch(id=f"b{i}", org_id="acme", connection_id=conn.id, source="synthetic",
                                     window_start=dt.date(2026, 10, s), window_end=dt.date(2026, 10, e),

@@ -32,6 +32,10 @@ def _campaign_state(lake: Lake, org_id: str) -> pl.DataFrame:
             .unique(["platform", "account_id", "campaign_id"], keep="last").collect())
 
 
+_MONEY = ("spend", "spend_org", "conversion_value", "conversion_value_org")
+_as_float = [pl.col(c).cast(pl.Float64) for c in _MONEY]
+
+
 def _date_filter(org_id: str, dates: list[dt.date]) -> And:
     return And(EqualTo("org_id", org_id), In("date", [d.isoformat() for d in dates]))
 
@@ -42,12 +46,12 @@ def build_performance(lake: Lake, org_id: str, dates: Iterable[dt.date]) -> dict
     if not days:
         return {}
     campaigns = _campaign_state(lake, org_id)
+    # Money stays decimal until the sums are done: exact sums make a rebuild bit-for-bit
+    # identical whatever order the rows arrive in (float sums are not).
     silver = (lake.scan(SILVER_PERFORMANCE.name)
-              .filter((pl.col("org_id") == org_id) & pl.col("date").is_in(days))
-              .with_columns(pl.col(c).cast(pl.Float64) for c in
-                            ("spend", "spend_org", "conversion_value", "conversion_value_org")))
+              .filter((pl.col("org_id") == org_id) & pl.col("date").is_in(days)))
     perf = (silver.group_by(GOLD_PERF_GRAIN)
-            .agg(*[pl.col(c).last() for c in ("account_name", "campaign_name", "ad_group_name",
+            .agg(*[pl.col(c).min() for c in ("account_name", "campaign_name", "ad_group_name",
                                               "ad_name", "currency", "org_currency")],
                  *[pl.col(c).sum() for c in SUMS], pl.col("reach").max(), pl.col("settled").all())
             .collect())
@@ -55,18 +59,17 @@ def build_performance(lake: Lake, org_id: str, dates: Iterable[dt.date]) -> dict
                                        "campaign_labels"),
                       on=["platform", "account_id", "campaign_id"], how="left")
             .sort("org_id", "date", "platform", "campaign_id"))
-    lake.overwrite(GOLD_PERFORMANCE.name, perf, _date_filter(org_id, days))
-
     rollup = (perf.group_by(["org_id", "date", "platform", "account_id", "campaign_id"])
-              .agg(*[pl.col(c).first() for c in ("account_name", "campaign_name", "currency", "org_currency")],
+              .agg(*[pl.col(c).min() for c in ("account_name", "campaign_name", "currency", "org_currency")],
                    *[pl.col(c).sum() for c in SUMS], pl.col("settled").all()))
-    fx_to_org = (perf.filter(pl.col("spend") > 0)
-                 .group_by(["org_id", "date", "platform", "account_id", "campaign_id"])
-                 .agg((pl.col("spend_org").sum() / pl.col("spend").sum()).alias("__fx")))
     camp = (rollup.join(campaigns, on=["platform", "account_id", "campaign_id"], how="left")
-            .join(fx_to_org, on=["org_id", "date", "platform", "account_id", "campaign_id"], how="left")
-            .with_columns((pl.col("budget_amount") * pl.col("__fx")).alias("budget_amount_org"))
-            .drop("__fx").sort("org_id", "date", "platform", "campaign_id"))
+            .with_columns(pl.when(pl.col("spend") > 0)
+                          .then(pl.col("budget_amount") * pl.col("spend_org").cast(pl.Float64)
+                                / pl.col("spend").cast(pl.Float64))
+                          .alias("budget_amount_org"))
+            .with_columns(_as_float).sort("org_id", "date", "platform", "campaign_id"))
+    perf = perf.with_columns(_as_float)
+    lake.overwrite(GOLD_PERFORMANCE.name, perf, _date_filter(org_id, days))
     lake.overwrite(GOLD_CAMPAIGN.name, camp, _date_filter(org_id, days))
     return {GOLD_PERFORMANCE.name: perf.height, GOLD_CAMPAIGN.name: camp.height}
 

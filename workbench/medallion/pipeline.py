@@ -58,7 +58,7 @@ def ingest(settings: Settings, db: Oltp, lake: Lake, org: Organisation, conn: Co
     connector = cls(config)
     win = connector.resolve_window(window, org_today(org))
     batch_id = new_id()
-    extracted_at = dt.datetime.now(dt.timezone.utc)
+    extracted_at = dt.datetime.now(dt.UTC)
     params = {"source": conn.platform, "connection": conn.name, "from": win.start.isoformat(),
               "to": win.end.isoformat()}
     with repo.job_run(db, org.id, "ingest", params) as run, \

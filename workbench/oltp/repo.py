@@ -22,7 +22,7 @@ SLUG = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 # -- organisations -------------------------------------------------------------------------

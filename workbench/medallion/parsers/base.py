@@ -177,4 +177,100 @@ def conform(df: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.DataFrame
 
 
 def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
+
+
+def parse_timestamp(expr: pl.Expr) -> pl.Expr:
+    """A UTC timestamp from ISO 8601 text: with an offset (``+0000``, ``+01:00``) or ``Z``; text
+    without an offset is taken as UTC; a bare date is its midnight. Null when none parses."""
+    text = expr.cast(pl.String).str.strip_chars()
+    utc = pl.Datetime("us", "UTC")
+    return pl.coalesce([
+        text.str.strptime(utc, "%Y-%m-%dT%H:%M:%S%.f%z", strict=False),
+        text.str.strptime(utc, "%Y-%m-%dT%H:%M:%S%.fZ", strict=False),
+        text.str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S%.f", strict=False)
+        .dt.replace_time_zone("UTC"),
+        text.str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S%.f", strict=False)
+        .dt.replace_time_zone("UTC"),
+        text.str.strptime(pl.Date, "%Y-%m-%d", strict=False).cast(pl.Datetime("us"))
+        .dt.replace_time_zone("UTC"),
+    ])
+
+
+def decode_objects(
+    raw: pl.DataFrame, dtype: pl.DataType,
+    transform: Callable[[pl.LazyFrame], pl.LazyFrame] | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Decode ``payload`` into the struct column ``r`` in one streaming pass, then ``transform``.
+
+    Returns (decoded rows, quarantined rows). Text that cannot be a JSON object (truncated, an
+    array, a bare value) is set aside by a cheap vectorised test first, so a batch with a few
+    broken records still decodes in one pass. Only if decoding still fails (malformed text
+    inside braces, or a field of an unexpected JSON type) does it fall back to
+    ``split_invalid_json`` and then to bisecting the batch to isolate the offending records.
+    """
+    transform = transform or (lambda lf: lf)
+    flags = raw.select(_braced(pl.col("payload"))).to_series()
+    candidates, rest = raw.filter(flags), raw.filter(~flags)
+    # Whitespace around the braces is rare: strip only the rows that failed the cheap test.
+    loose = rest.select(_braced(pl.col("payload").str.strip_chars())).to_series()
+    candidates = pl.concat([candidates, rest.filter(loose)]) if loose.any() else candidates
+    not_objects = quarantine(rest.filter(~loose), "record is not a JSON object; it was kept "
+                             "as received", "invalid_json")
+    decode = pl.col("payload").str.json_decode(dtype).alias("r")
+    try:
+        decoded = transform(candidates.lazy().with_columns(decode)).collect(engine="streaming")
+        return decoded, not_objects
+    except pl.exceptions.ComputeError:
+        pass
+    try:
+        ok, bad = split_invalid_json(candidates, dtype)
+        parts, bads = [ok], [bad]
+    except pl.exceptions.ComputeError:
+        parts, bads = _bisect_decode(candidates, decode)
+    decoded_parts = pl.concat(parts) if parts else candidates.clear().with_columns(decode)
+    decoded = transform(decoded_parts.filter(pl.col("r").is_not_null()).lazy()).collect()
+    null_objects = [quarantine(p.filter(pl.col("r").is_null()).drop("r"), "record is not a JSON "
+                               "object; it was kept as received", "invalid_json") for p in parts]
+    return decoded, pl.concat([not_objects, *bads, *null_objects])
+
+
+def _braced(text: pl.Expr) -> pl.Expr:
+    return (text.str.starts_with("{") & text.str.ends_with("}")).fill_null(False)
+
+
+def _bisect_decode(
+    frame: pl.DataFrame, decode: pl.Expr,
+) -> tuple[list[pl.DataFrame], list[pl.DataFrame]]:
+    """Decode halves recursively until each failing record stands alone, then say why."""
+    try:
+        return [frame.with_columns(decode)], []
+    except pl.exceptions.ComputeError as exc:
+        if frame.height > 1:
+            mid = frame.height // 2
+            left, right = _bisect_decode(frame[:mid], decode), _bisect_decode(frame[mid:], decode)
+            return left[0] + right[0], left[1] + right[1]
+        import json
+
+        try:
+            json.loads(frame["payload"][0])
+        except (TypeError, ValueError):
+            return [], [quarantine(frame, "record is not valid JSON; it was kept as received",
+                                   "invalid_json")]
+        detail = str(exc).splitlines()[0].removeprefix("error deserializing JSON: ")
+        reason = f"a field of the record has an unexpected JSON type ({detail})"
+        return [], [quarantine(frame, reason, "unexpected_shape")]
+
+
+def split_numbers(
+    df: pl.DataFrame, columns: Mapping[str, str],
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Like ``check_numbers`` but returns (good rows, quarantined rows), and builds the reason
+    text only for the (few) bad rows."""
+    mask = pl.any_horizontal([
+        pl.col(f"__raw_{name}").is_not_null() & pl.col(name).is_null() for name in columns])
+    flags = df.select(mask.fill_null(False)).to_series()
+    if not flags.any():
+        return df, empty_quarantine()
+    _, bad = check_numbers(df.filter(flags), columns)
+    return df.filter(~flags), quarantine(bad, pl.col("__reason"), "not_a_number")

@@ -1,0 +1,47 @@
+"""The benchmark scripts run end to end at tiny sizes (no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def _run(script: str, *args: str) -> str:
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=240,
+                          env={**os.environ, "WORKBENCH_PROGRESS": "false"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_pipeline_bench_runs_every_contender(tmp_path):
+    out = tmp_path / "pipeline.json"
+    stdout = _run("pipeline.py", "--sizes", "20000", "--no-pandas-limit", "--out", str(out),
+                  "--cache-dir", str(tmp_path / "cache"), "--scratch", str(tmp_path))
+    assert "ratio 20,000: workbench/floor" in stdout
+    assert "ratio 20,000: pandas/workbench" in stdout
+    assert "gold spend_org" in stdout and "MISS" not in stdout.split("gold spend_org")[1].split("\n")[0]
+    results = json.loads(out.read_text())["sizes"]["20000"]["results"]
+    assert set(results) == {"workbench", "floor", "pandas"}
+    wb = results["workbench"]
+    assert wb["rows_in"] == 20000 == wb["rows_silver"] + wb["rows_quarantined"]
+    assert (wb["rows_silver"], wb["rows_quarantined"]) == (
+        results["floor"]["rows_silver"], results["floor"]["rows_quarantined"])
+
+
+def test_query_bench_compares_engines(tmp_path):
+    out = tmp_path / "queries.json"
+    stdout = _run("queries.py", "--rows", "20000", "--repeat", "3", "--orgs", "2",
+                  "--days", "120", "--out", str(out))
+    assert "ratio workbench/duckdb" in stdout and "ratio workbench/polars" in stdout
+    stats = json.loads(out.read_text())["stats"]
+    assert {"workbench", "duckdb", "polars"} <= set(stats)
+    assert all(s["n"] == 3 for s in stats.values())
