@@ -14,6 +14,7 @@ import polars as pl
 from pyiceberg.expressions import And, EqualTo, In
 
 from workbench.lake.catalog import Lake
+from workbench.medallion import fx
 from workbench.lake.schemas import (
     GOLD_CAMPAIGN, GOLD_CRM, GOLD_PERFORMANCE, SILVER_CAMPAIGNS, SILVER_DEALS, SILVER_PERFORMANCE,
 )
@@ -40,8 +41,13 @@ def _date_filter(org_id: str, dates: list[dt.date]) -> And:
     return And(EqualTo("org_id", org_id), In("date", [d.isoformat() for d in dates]))
 
 
-def build_performance(lake: Lake, org_id: str, dates: Iterable[dt.date]) -> dict[str, int]:
-    """Rebuild ``gold.performance_daily`` and ``gold.campaign_daily`` for ``dates``."""
+def build_performance(lake: Lake, org_id: str, org_currency: str, dates: Iterable[dt.date],
+                      rates: pl.DataFrame) -> dict[str, int]:
+    """Rebuild ``gold.performance_daily`` and ``gold.campaign_daily`` for ``dates``.
+
+    Budgets are converted to the organisation's currency with the rate of each day (``rates``
+    as in ``silver.fx_rates``).
+    """
     days = sorted(set(dates))
     if not days:
         return {}
@@ -62,11 +68,9 @@ def build_performance(lake: Lake, org_id: str, dates: Iterable[dt.date]) -> dict
     rollup = (perf.group_by(["org_id", "date", "platform", "account_id", "campaign_id"])
               .agg(*[pl.col(c).min() for c in ("account_name", "campaign_name", "currency", "org_currency")],
                    *[pl.col(c).sum() for c in SUMS], pl.col("settled").all()))
-    camp = (rollup.join(campaigns, on=["platform", "account_id", "campaign_id"], how="left")
-            .with_columns(pl.when(pl.col("spend") > 0)
-                          .then(pl.col("budget_amount") * pl.col("spend_org").cast(pl.Float64)
-                                / pl.col("spend").cast(pl.Float64))
-                          .alias("budget_amount_org"))
+    camp = rollup.join(campaigns, on=["platform", "account_id", "campaign_id"], how="left")
+    camp = (fx.convert(camp, rates, org_currency, {"budget_amount": "budget_amount_org"})
+            .drop("fx_rate", "fx_rate_date")
             .with_columns(_as_float).sort("org_id", "date", "platform", "campaign_id"))
     perf = perf.with_columns(_as_float)
     lake.overwrite(GOLD_PERFORMANCE.name, perf, _date_filter(org_id, days))

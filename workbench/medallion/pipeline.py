@@ -134,7 +134,7 @@ def transform(settings: Settings, db: Oltp, lake: Lake, org: Organisation,
             repo.append_event(db, org.id, "silver.ready", {"batches": [b.id for b in batches]})
         with progress(total=2, desc="gold", unit="table",
                       enabled=show_progress and settings.progress and bool(perf_dates or deal_dates)) as bar:
-            result.gold_rows.update(gold.build_performance(lake, org.id, perf_dates))
+            result.gold_rows.update(gold.build_performance(lake, org.id, org.currency, perf_dates, rates))
             bar.update(1)
             result.gold_rows.update(gold.build_crm(lake, org.id, org.currency, deal_dates))
             bar.update(1)
