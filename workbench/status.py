@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -34,7 +34,7 @@ def workspace_status(ws: Workspace) -> dict[str, pl.DataFrame]:
                       "source": b.source, "extracted_at": b.extracted_at, "window_end": b.window_end,
                       "status": b.status, "rows_in": b.rows_in, "rows_silver": b.rows_silver,
                       "rows_quarantined": b.rows_quarantined})
-    freshness_schema = {"connection": pl.String, "source": pl.String,
+    freshness_schema: dict[str, Any] = {"connection": pl.String, "source": pl.String,
                         "extracted_at": pl.Datetime("us", "UTC"), "window_end": pl.Date,
                         "status": pl.String, "rows_in": pl.Int64, "rows_silver": pl.Int64,
                         "rows_quarantined": pl.Int64}

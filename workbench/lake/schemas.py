@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table.sorting import SortField, SortOrder
-from pyiceberg.transforms import DayTransform, IdentityTransform, MonthTransform
+from pyiceberg.transforms import DayTransform, IdentityTransform, MonthTransform, Transform
 from pyiceberg.types import (
     BooleanType, DateType, DecimalType, DoubleType, IcebergType, ListType, LongType, NestedField,
     StringType, TimestamptzType,
@@ -48,7 +49,7 @@ class TableDef:
         return Schema(*fields)
 
     def partition_spec(self, schema: Schema) -> PartitionSpec:
-        transforms = {"identity": IdentityTransform(), "day": DayTransform(), "month": MonthTransform()}
+        transforms: dict[str, Transform[Any, Any]] = {"identity": IdentityTransform(), "day": DayTransform(), "month": MonthTransform()}
         specs = []
         for i, (col, kind) in enumerate(self.partition):
             source = schema.find_field(col).field_id

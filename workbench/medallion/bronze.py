@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import pyarrow as pa
 
@@ -21,7 +21,7 @@ def _text(record: object) -> str:
 
 def land(lake: Lake, pages: Iterable[Page], *, org_id: str, source: str, connection_id: str,
          batch_id: str, window: Window, extracted_at: dt.datetime,
-         on_page: callable[[int], None] | None = None) -> Counter[str]:  # type: ignore[valid-type]
+         on_page: Callable[[int], None] | None = None) -> Counter[str]:
     """Append every record of ``pages`` to ``bronze.raw_records`` as one batch; return rows per stream.
 
     The records are gathered first and committed at once, so a batch is in bronze whole or not

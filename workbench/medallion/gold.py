@@ -11,9 +11,10 @@ import datetime as dt
 from collections.abc import Iterable
 
 import polars as pl
-from pyiceberg.expressions import And, EqualTo, In
+from pyiceberg.expressions import BooleanExpression
 
 from workbench.lake.catalog import Lake
+from workbench.lake.filters import all_of, eq, isin
 from workbench.medallion import fx
 from workbench.lake.schemas import (
     GOLD_CAMPAIGN, GOLD_CRM, GOLD_PERFORMANCE, SILVER_CAMPAIGNS, SILVER_DEALS, SILVER_PERFORMANCE,
@@ -37,8 +38,8 @@ _MONEY = ("spend", "spend_org", "conversion_value", "conversion_value_org")
 _as_float = [pl.col(c).cast(pl.Float64) for c in _MONEY]
 
 
-def _date_filter(org_id: str, dates: list[dt.date]) -> And:
-    return And(EqualTo("org_id", org_id), In("date", [d.isoformat() for d in dates]))
+def _date_filter(org_id: str, dates: list[dt.date]) -> BooleanExpression:
+    return all_of(eq("org_id", org_id), isin("date", dates))
 
 
 def build_performance(lake: Lake, org_id: str, org_currency: str, dates: Iterable[dt.date],

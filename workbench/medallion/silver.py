@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import polars as pl
 import pyarrow as pa
-from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, In, LessThanOrEqual
 
 from workbench.lake.catalog import Lake
+from workbench.lake.filters import all_of, between, eq, isin
 from workbench.lake.schemas import (
     BRONZE_RAW, SILVER_CAMPAIGNS, SILVER_DEALS, SILVER_PERFORMANCE, SILVER_QUARANTINE,
 )
@@ -66,8 +67,8 @@ class _Parsed:
 
 def _bronze_chunks(lake: Lake, batch: BatchInfo) -> pa.RecordBatchReader:
     table = lake.table(BRONZE_RAW.name, refresh=True)
-    return table.scan(row_filter=And(EqualTo("org_id", batch.org_id), EqualTo("source", batch.source),
-                                     EqualTo("batch_id", batch.batch_id))).to_arrow_batch_reader()
+    return table.scan(row_filter=all_of(eq("org_id", batch.org_id), eq("source", batch.source),
+                                        eq("batch_id", batch.batch_id))).to_arrow_batch_reader()
 
 
 def _quarantine_from(rows: pl.DataFrame, raw: pl.DataFrame) -> pl.DataFrame:
@@ -116,7 +117,8 @@ def _parse_chunk(raw: pl.DataFrame, batch: BatchInfo, rates: pl.DataFrame, org_c
         out.good[spec.target].append(good)
 
 
-def _dedupe(df: pl.DataFrame, key: list[str], what: str, raw_lookup: callable) -> tuple[pl.DataFrame, pl.DataFrame]:  # type: ignore[valid-type]
+def _dedupe(df: pl.DataFrame, key: list[str], what: str,
+            raw_lookup: Callable[[list[int]], pl.DataFrame]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Keep the last record per key in the batch; earlier duplicates go to quarantine."""
     if df.is_empty():
         return df, pl.DataFrame(schema=QUARANTINE_SCHEMA)
@@ -156,9 +158,9 @@ def transform_batch(lake: Lake, batch: BatchInfo, rates: pl.DataFrame, org_curre
 
     def raw_lookup(indexes: list[int]) -> pl.DataFrame:
         table = lake.table(BRONZE_RAW.name)
-        return pl.from_arrow(table.scan(row_filter=And(
-            EqualTo("org_id", batch.org_id), EqualTo("batch_id", batch.batch_id),
-            In("record_index", indexes))).to_arrow())  # type: ignore[return-value]
+        return pl.from_arrow(table.scan(row_filter=all_of(
+            eq("org_id", batch.org_id), eq("batch_id", batch.batch_id),
+            isin("record_index", indexes))).to_arrow())  # type: ignore[return-value]
 
     outcome = BatchOutcome(batch.batch_id, rows_in=parsed.rows_in)
     bad = list(parsed.bad)
@@ -184,10 +186,9 @@ def transform_batch(lake: Lake, batch: BatchInfo, rates: pl.DataFrame, org_curre
                               list(PERF_KEY), "row for this ad and date", raw_lookup)
         bad.append(dupes)
         perf = perf.sort("org_id", "date", "platform", "account_id", "campaign_id")
-        lake.overwrite(SILVER_PERFORMANCE.name, perf, And(
-            EqualTo("org_id", batch.org_id), EqualTo("connection_id", batch.connection_id),
-            GreaterThanOrEqual("date", batch.window_start.isoformat()),
-            LessThanOrEqual("date", batch.window_end.isoformat())))
+        lake.overwrite(SILVER_PERFORMANCE.name, perf, all_of(
+            eq("org_id", batch.org_id), eq("connection_id", batch.connection_id),
+            between("date", batch.window_start, batch.window_end)))
         outcome.rows_silver += perf.height
         outcome.performance_dates = set(batch.window_start + dt.timedelta(days=i) for i in
                                         range((batch.window_end - batch.window_start).days + 1))
@@ -195,9 +196,8 @@ def transform_batch(lake: Lake, batch: BatchInfo, rates: pl.DataFrame, org_curre
         b.height for b in bad) else pl.DataFrame(schema=QUARANTINE_SCHEMA)
     quarantined = quarantined.with_columns(
         pl.lit(dt.datetime.now(dt.UTC)).cast(pl.Datetime("us", "UTC")).alias("quarantined_at"))
-    lake.overwrite(SILVER_QUARANTINE.name, quarantined, And(
-        EqualTo("org_id", batch.org_id), EqualTo("source", batch.source),
-        EqualTo("batch_id", batch.batch_id)))
+    lake.overwrite(SILVER_QUARANTINE.name, quarantined, all_of(
+        eq("org_id", batch.org_id), eq("source", batch.source), eq("batch_id", batch.batch_id)))
     outcome.rows_quarantined = quarantined.height
     return outcome
 
@@ -205,7 +205,7 @@ def transform_batch(lake: Lake, batch: BatchInfo, rates: pl.DataFrame, org_curre
 def _merge_entities(lake: Lake, table: str, new: pl.DataFrame, batch: BatchInfo,
                     key: list[str]) -> pl.DataFrame:
     """Replace the connection's entities with ``new`` where keys match; return replaced rows."""
-    where = And(EqualTo("org_id", batch.org_id), EqualTo("connection_id", batch.connection_id))
+    where = all_of(eq("org_id", batch.org_id), eq("connection_id", batch.connection_id))
     existing = lake.scan(table).filter(
         (pl.col("org_id") == batch.org_id) & (pl.col("connection_id") == batch.connection_id)).collect()
     new = new.with_columns(pl.col(c).cast(existing.schema[c]) for c in new.columns

@@ -28,7 +28,7 @@ from workbench.medallion.parsers.base import (
 )
 
 DEFAULT_CONVERSION_TYPES = ("offsite_conversion.fb_pixel_purchase",)
-#: ISO 4217 currencies Meta bills without minor units (budgets are not multiplied by 100)
+#: currencies whose Meta offset is 1 (Marketing API currency table): budgets are not in cents
 ZERO_DECIMAL_CURRENCIES = ("CLP", "COP", "CRC", "HUF", "ISK", "IDR", "JPY", "KRW", "PYG",
                            "TWD", "VND")
 
@@ -126,7 +126,7 @@ def _number_quarantine(rows: pl.DataFrame) -> pl.DataFrame:
             _first_bad_value(source)))
         for target, source in _LISTS.items()
     ]
-    explained = pl.concat([rows.drop(*_LISTS.values(), strict=False), lists], how="horizontal")
+    explained = pl.concat([rows, lists], how="horizontal")
     return quarantine(explained, pl.concat_str(reasons, separator="; ", ignore_nulls=True),
                       "not_a_number")
 
