@@ -38,7 +38,6 @@ from numpy import base_repr
 
 from connectors.base import Connector, Page, StreamSpec, Window
 from connectors.synthetic_world import (
-    UTC_OFFSETS,
     AdDay,
     Campaign,
     Deal,
@@ -59,7 +58,9 @@ _HUBSPOT_STAGES = ("appointmentscheduled", "qualifiedtobuy", "presentationschedu
                    "decisionmakerboughtin", "contractsent")
 _SALESFORCE_STAGES = ("Prospecting", "Qualification", "Needs Analysis", "Value Proposition",
                       "Proposal/Price Quote", "Negotiation/Review")
-_HUBSPOT_SOURCE = {"meta": "PAID_SOCIAL", "dv360": "OTHER_CAMPAIGNS", "ttd": "OTHER_CAMPAIGNS"}
+_HUBSPOT_SOURCE = {"facebook": "PAID_SOCIAL", "dv360": "OTHER_CAMPAIGNS",
+                   "thetradedesk": "OTHER_CAMPAIGNS"}
+_UTC_OFFSETS = {"USD": "-0500", "EUR": "+0100", "GBP": "+0000"}  # of the accounts' time zones
 
 
 def _n(value: float) -> str:
@@ -173,7 +174,7 @@ def _maybe_malformed(world: World, stream: str, key: str, record: dict[str, Any]
 
 
 def _local_time(c: Campaign, day: dt.date, time: str) -> str:
-    return f"{day.isoformat()}T{time}{UTC_OFFSETS[c.account.currency]}"
+    return f"{day.isoformat()}T{time}{_UTC_OFFSETS[c.account.currency]}"
 
 
 def _updated(world: World, c: Campaign) -> dt.datetime:
@@ -326,7 +327,7 @@ def ttd_row(c: Campaign, day: dt.date, r: AdDay) -> dict[str, Any]:
 def hubspot_deal(world: World, d: Deal) -> dict[str, Any]:
     stage = (("closedwon" if d.is_won else "closedlost") if d.is_closed
              else _HUBSPOT_STAGES[int(d.progress * len(_HUBSPOT_STAGES))])
-    source = _HUBSPOT_SOURCE.get(d.paid_platform or "", "ORGANIC_SEARCH")
+    source = _HUBSPOT_SOURCE.get(d.utm_source or "", "ORGANIC_SEARCH")
     created, modified = _iso_z(d.created_at), _iso_z(d.modified_at)
     return {
         "id": d.id,
@@ -357,7 +358,7 @@ def salesforce_opportunity(world: World, d: Deal) -> dict[str, Any]:
         "Id": sf_id, "Name": d.name, "Amount": d.amount, "CurrencyIsoCode": d.currency,
         "StageName": stage, "IsClosed": d.is_closed, "IsWon": d.is_won,
         "CreatedDate": stamp(d.created_at), "CloseDate": d.close_date.isoformat(),
-        "LeadSource": "Advertisement" if d.paid_platform else "Web",
+        "LeadSource": "Advertisement" if d.utm_source else "Web",
         "UTM_Source__c": d.utm_source, "UTM_Medium__c": d.utm_medium,
         "UTM_Campaign__c": d.utm_campaign, "LastModifiedDate": stamp(d.modified_at),
     }

@@ -26,7 +26,6 @@ AD_PLATFORMS = ("meta", "dv360", "ttd")
 CRMS = ("hubspot", "salesforce")
 CURRENCIES = ("USD", "EUR", "GBP")
 REGIONS = {"USD": "US", "EUR": "EU", "GBP": "UK"}
-UTC_OFFSETS = {"USD": "-0500", "EUR": "+0100", "GBP": "+0000"}
 BRANDS = ("Northwind", "Contoso", "Fabrikam", "Tailspin", "Litware", "Adatum", "Proseware")
 THEMES = ("Prospecting", "Retargeting", "Brand Awareness", "Lead Gen", "Product Launch",
           "Seasonal Sale", "Webinar Promo", "Video Reach")
@@ -58,11 +57,8 @@ def seed_for(org_id: str) -> int:
 
 
 def _to_date(value: Any) -> dt.date | None:
-    if value is None or (isinstance(value, dt.date) and not isinstance(value, dt.datetime)):
-        return value
-    if isinstance(value, dt.datetime):
-        return value.date()
-    return dt.date.fromisoformat(str(value)[:10])
+    """A date from a date, a datetime or ISO text (None stays None)."""
+    return None if value is None else dt.date.fromisoformat(str(value)[:10])
 
 
 @dataclass(frozen=True)
@@ -197,7 +193,6 @@ class Deal:
     is_closed: bool
     is_won: bool
     progress: float  # 0..1 through the pipeline, for open deals
-    paid_platform: str | None
     utm_source: str | None
     utm_medium: str | None
     utm_campaign: str | None
@@ -410,11 +405,10 @@ class World:
             seconds=int(rng.integers(7 * 3600, 20 * 3600)))
         close = day + dt.timedelta(days=int(rng.integers(7, 76)))
         outcome = rng.random()
-        platform = source = medium = utm_campaign = None
+        source = medium = utm_campaign = None
         if live and rng.random() < 0.8:
             campaign = live[int(rng.integers(len(live)))]
-            platform = campaign.account.platform
-            source, medium = UTM[platform]
+            source, medium = UTM[campaign.account.platform]
             pick = rng.random()
             utm_campaign = (campaign.id if pick < 0.7 else campaign.name if pick < 0.9
                             else f"promo_{int(rng.integers(100, 999))}")
@@ -430,6 +424,6 @@ class World:
         return Deal(
             id=str(number), name=name, amount=amount, currency=currency, created_at=created,
             close_date=close, is_closed=closed, is_won=closed and outcome < 0.3,
-            progress=min(0.95, age / (close - day).days), paid_platform=platform,
-            utm_source=source, utm_medium=medium, utm_campaign=utm_campaign, modified_at=touched,
+            progress=min(0.95, age / (close - day).days), utm_source=source,
+            utm_medium=medium, utm_campaign=utm_campaign, modified_at=touched,
         )
