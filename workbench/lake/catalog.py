@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -122,6 +122,28 @@ class Lake:
         """Replace the rows matching ``where`` with ``df`` in one commit."""
         data = self.to_arrow(name, df)
         self._commit(name, lambda t: t.overwrite(data, overwrite_filter=where))
+
+    def replace(self, name: str, where: BooleanExpression, parts: Callable[[], Iterable[pa.Table]]) -> int:
+        """Delete the rows matching ``where`` and append every part, all in one commit.
+
+        ``parts`` is called again on a retry, so it must be re-iterable (a spill, not a stream):
+        only one part is in memory at a time. Returns the rows appended.
+        """
+        appended = 0
+
+        def op(table: Table) -> None:
+            nonlocal appended
+            appended = 0
+            tx = table.transaction()
+            tx.delete(delete_filter=where)
+            for part in parts():
+                if part.num_rows:
+                    tx.append(part)
+                    appended += part.num_rows
+            tx.commit_transaction()
+
+        self._commit(name, op)
+        return appended
 
     def delete(self, name: str, where: BooleanExpression) -> None:
         self._commit(name, lambda t: t.delete(delete_filter=where))

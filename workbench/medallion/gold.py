@@ -15,6 +15,7 @@ from pyiceberg.expressions import BooleanExpression
 
 from workbench.lake.catalog import Lake
 from workbench.lake.filters import all_of, eq, isin
+from workbench.lake.spill import Spill
 from workbench.medallion import fx
 from workbench.lake.schemas import (
     GOLD_CAMPAIGN, GOLD_CRM, GOLD_PERFORMANCE, SILVER_CAMPAIGNS, SILVER_DEALS, SILVER_PERFORMANCE,
@@ -34,6 +35,7 @@ def _campaign_state(lake: Lake, org_id: str) -> pl.DataFrame:
             .unique(["platform", "account_id", "campaign_id"], keep="last").collect())
 
 
+DAYS_PER_PART = 7
 _MONEY = ("spend", "spend_org", "conversion_value", "conversion_value_org")
 _as_float = [pl.col(c).cast(pl.Float64) for c in _MONEY]
 
@@ -46,13 +48,31 @@ def build_performance(lake: Lake, org_id: str, org_currency: str, dates: Iterabl
                       rates: pl.DataFrame) -> dict[str, int]:
     """Rebuild ``gold.performance_daily`` and ``gold.campaign_daily`` for ``dates``.
 
-    Budgets are converted to the organisation's currency with the rate of each day (``rates``
-    as in ``silver.fx_rates``).
+    Dates are aggregated a week at a time and spilled, then each table's dates are replaced in
+    one commit, so memory follows a week of data whatever the range. Budgets are converted to
+    the organisation's currency with the rate of each day (``rates``: ``silver.fx_rates``).
     """
     days = sorted(set(dates))
     if not days:
         return {}
     campaigns = _campaign_state(lake, org_id)
+    tmp = lake.settings.home / "tmp"
+    with Spill(tmp, "gold-perf") as perf_spill, Spill(tmp, "gold-campaign") as camp_spill:
+        for start in range(0, len(days), DAYS_PER_PART):
+            perf, camp = _aggregate(lake, org_id, org_currency, days[start:start + DAYS_PER_PART],
+                                    campaigns, rates)
+            perf_spill.add(lake.to_arrow(GOLD_PERFORMANCE.name, perf))
+            camp_spill.add(lake.to_arrow(GOLD_CAMPAIGN.name, camp))
+        return {
+            GOLD_PERFORMANCE.name: lake.replace(GOLD_PERFORMANCE.name, _date_filter(org_id, days),
+                                                perf_spill.parts),
+            GOLD_CAMPAIGN.name: lake.replace(GOLD_CAMPAIGN.name, _date_filter(org_id, days),
+                                             camp_spill.parts),
+        }
+
+
+def _aggregate(lake: Lake, org_id: str, org_currency: str, days: list[dt.date],
+               campaigns: pl.DataFrame, rates: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     # Money stays decimal until the sums are done: exact sums make a rebuild bit-for-bit
     # identical whatever order the rows arrive in (float sums are not).
     silver = (lake.scan(SILVER_PERFORMANCE.name)
@@ -73,10 +93,7 @@ def build_performance(lake: Lake, org_id: str, org_currency: str, dates: Iterabl
     camp = (fx.convert(camp, rates, org_currency, {"budget_amount": "budget_amount_org"})
             .drop("fx_rate", "fx_rate_date")
             .with_columns(_as_float).sort("org_id", "date", "platform", "campaign_id"))
-    perf = perf.with_columns(_as_float)
-    lake.overwrite(GOLD_PERFORMANCE.name, perf, _date_filter(org_id, days))
-    lake.overwrite(GOLD_CAMPAIGN.name, camp, _date_filter(org_id, days))
-    return {GOLD_PERFORMANCE.name: perf.height, GOLD_CAMPAIGN.name: camp.height}
+    return perf.with_columns(_as_float), camp
 
 
 def build_crm(lake: Lake, org_id: str, org_currency: str, dates: Iterable[dt.date]) -> dict[str, int]:

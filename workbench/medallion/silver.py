@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from workbench.lake.catalog import Lake
 from workbench.lake.filters import all_of, between, eq, isin
+from workbench.lake.spill import Spill
 from workbench.lake.schemas import (
     BRONZE_RAW, SILVER_CAMPAIGNS, SILVER_DEALS, SILVER_PERFORMANCE, SILVER_QUARANTINE,
 )
@@ -60,6 +62,11 @@ class BatchOutcome:
 
 @dataclass
 class _Parsed:
+    """What the chunks of one batch produced: performance rows spilled to disk part by part
+    (with their key hashes kept for the batch-wide dedup), small targets in memory."""
+
+    perf: Spill
+    perf_keys: list[pl.DataFrame] = field(default_factory=list)
     good: dict[str, list[pl.DataFrame]] = field(default_factory=lambda: defaultdict(list))
     bad: list[pl.DataFrame] = field(default_factory=list)
     rows_in: int = 0
@@ -77,8 +84,14 @@ def _quarantine_from(rows: pl.DataFrame, raw: pl.DataFrame) -> pl.DataFrame:
     return raw.join(keyed, on="record_index", how="inner").select(list(QUARANTINE_SCHEMA))
 
 
-def _parse_chunk(raw: pl.DataFrame, batch: BatchInfo, rates: pl.DataFrame, org_currency: str,
-                 today: dt.date, out: _Parsed) -> None:
+def _key_hashes(df: pl.DataFrame) -> pl.DataFrame:
+    # two independent 64-bit hashes of the natural key: collisions are out of reach at any size
+    key = pl.struct(list(PERF_KEY))
+    return df.select(key.hash(11).alias("h1"), key.hash(29).alias("h2"), "record_index")
+
+
+def _parse_chunk(lake: Lake, raw: pl.DataFrame, batch: BatchInfo, rates: pl.DataFrame,
+                 org_currency: str, today: dt.date, out: _Parsed) -> None:
     out.rows_in += raw.height
     ctx = ParseContext(org_id=batch.org_id, settings=batch.settings)
     for (stream,), part in raw.group_by("stream"):
@@ -103,6 +116,9 @@ def _parse_chunk(raw: pl.DataFrame, batch: BatchInfo, rates: pl.DataFrame, org_c
             settled_before = today - dt.timedelta(days=batch.lookback_days)
             good = good.with_columns(pl.lit(org_currency).alias("org_currency"),
                                      (pl.col("date") < settled_before).alias("settled"))
+            out.perf_keys.append(_key_hashes(good))
+            out.perf.add(lake.to_arrow(SILVER_PERFORMANCE.name,
+                                       good.sort("org_id", "date", "platform", "account_id", "campaign_id")))
         elif spec.target == "campaigns":
             good, failed = apply_checks(good, CAMPAIGN_CHECKS)
         else:
@@ -114,7 +130,8 @@ def _parse_chunk(raw: pl.DataFrame, batch: BatchInfo, rates: pl.DataFrame, org_c
             good = good.drop("date", "fx_rate_date")
         if failed.height:
             out.bad.append(_quarantine_from(failed, part))
-        out.good[spec.target].append(good)
+        if spec.target != "performance":
+            out.good[spec.target].append(good)
 
 
 def _dedupe(df: pl.DataFrame, key: list[str], what: str,
@@ -136,8 +153,17 @@ def _dedupe(df: pl.DataFrame, key: list[str], what: str,
 
 def transform_batch(lake: Lake, batch: BatchInfo, rates: pl.DataFrame, org_currency: str,
                     today: dt.date) -> BatchOutcome:
-    """Parse one landed batch into silver (idempotent: a rerun writes identical rows)."""
-    parsed = _Parsed()
+    """Parse one landed batch into silver (idempotent: a rerun writes identical rows).
+
+    Memory holds one chunk of bronze at a time: parsed performance rows are spilled to local
+    disk and committed together in one transaction with the window's delete.
+    """
+    with Spill(lake.settings.home / "tmp", f"silver-{batch.batch_id}") as spill:
+        return _transform(lake, batch, rates, org_currency, today, _Parsed(perf=spill))
+
+
+def _transform(lake: Lake, batch: BatchInfo, rates: pl.DataFrame, org_currency: str,
+               today: dt.date, parsed: _Parsed) -> BatchOutcome:
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
 
@@ -146,7 +172,7 @@ def transform_batch(lake: Lake, batch: BatchInfo, rates: pl.DataFrame, org_curre
         if pending_rows:
             raw = pl.from_arrow(pa.Table.from_batches(pending))
             assert isinstance(raw, pl.DataFrame)
-            _parse_chunk(raw, batch, rates, org_currency, today, parsed)
+            _parse_chunk(lake, raw, batch, rates, org_currency, today, parsed)
         pending, pending_rows = [], 0
 
     for record_batch in _bronze_chunks(lake, batch):
@@ -181,17 +207,23 @@ def transform_batch(lake: Lake, batch: BatchInfo, rates: pl.DataFrame, org_curre
         replaced = _merge_entities(lake, SILVER_DEALS.name, deals, batch, ["crm", "deal_id"])
         outcome.rows_silver += deals.height
         outcome.deal_dates = _deal_dates(deals) | _deal_dates(replaced)
-    if parsed.good.get("performance"):
-        perf, dupes = _dedupe(pl.concat(parsed.good["performance"], how="diagonal_relaxed"),
-                              list(PERF_KEY), "row for this ad and date", raw_lookup)
+    if parsed.perf_keys:
+        losers, dupes = _perf_duplicates(pl.concat(parsed.perf_keys), raw_lookup)
         bad.append(dupes)
-        perf = perf.sort("org_id", "date", "platform", "account_id", "campaign_id")
-        lake.overwrite(SILVER_PERFORMANCE.name, perf, all_of(
-            eq("org_id", batch.org_id), eq("connection_id", batch.connection_id),
-            between("date", batch.window_start, batch.window_end)))
-        outcome.rows_silver += perf.height
-        outcome.performance_dates = set(batch.window_start + dt.timedelta(days=i) for i in
-                                        range((batch.window_end - batch.window_start).days + 1))
+        loser_set = pa.array(losers, pa.int64())
+
+        def keep_winners(table: pa.Table) -> pa.Table:
+            if not len(loser_set):
+                return table
+            return table.filter(pc.invert(pc.is_in(table["record_index"], value_set=loser_set)))
+
+        outcome.rows_silver += lake.replace(
+            SILVER_PERFORMANCE.name,
+            all_of(eq("org_id", batch.org_id), eq("connection_id", batch.connection_id),
+                   between("date", batch.window_start, batch.window_end)),
+            lambda: parsed.perf.parts(keep_winners))
+        outcome.performance_dates = {batch.window_start + dt.timedelta(days=i) for i in
+                                     range((batch.window_end - batch.window_start).days + 1)}
     quarantined = pl.concat([b for b in bad if b.height], how="vertical_relaxed") if any(
         b.height for b in bad) else pl.DataFrame(schema=QUARANTINE_SCHEMA)
     quarantined = quarantined.with_columns(
@@ -200,6 +232,20 @@ def transform_batch(lake: Lake, batch: BatchInfo, rates: pl.DataFrame, org_curre
         eq("org_id", batch.org_id), eq("source", batch.source), eq("batch_id", batch.batch_id)))
     outcome.rows_quarantined = quarantined.height
     return outcome
+
+
+def _perf_duplicates(keys: pl.DataFrame, raw_lookup: Callable[[list[int]], pl.DataFrame]
+                     ) -> tuple[list[int], pl.DataFrame]:
+    """Record indexes that lose to a later record with the same key, and their quarantine rows."""
+    ranked = keys.with_columns(pl.col("record_index").max().over("h1", "h2").alias("__kept"))
+    dupes = ranked.filter(pl.col("record_index") != pl.col("__kept"))
+    if dupes.is_empty():
+        return [], pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    rows = dupes.select("record_index", pl.format(
+        "duplicate row for this ad and date: record {} of this batch has the same key and was kept "
+        "instead", pl.col("__kept")).alias("reason"), pl.lit("duplicate_key").alias("check"))
+    indexes = rows["record_index"].to_list()
+    return indexes, _quarantine_from(rows, raw_lookup(indexes))
 
 
 def _merge_entities(lake: Lake, table: str, new: pl.DataFrame, batch: BatchInfo,
