@@ -21,6 +21,10 @@ BRONZE_COLUMNS = (
     "window_start", "window_end", "record_index", "payload",
 )
 
+#: bronze columns a parser carries along to build its lineage and quarantine rows
+BRONZE_KEEP = ("org_id", "source", "stream", "connection_id", "batch_id", "extracted_at",
+               "record_index", "payload")
+
 #: lineage columns every parser output carries, taken from the bronze row
 LINEAGE = {
     "connector": pl.col("source"),

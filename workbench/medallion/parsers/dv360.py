@@ -13,6 +13,7 @@ from __future__ import annotations
 import polars as pl
 
 from workbench.medallion.parsers.base import (
+    BRONZE_KEEP,
     CAMPAIGN_SCHEMA,
     LINEAGE,
     PERFORMANCE_SCHEMA,
@@ -27,8 +28,6 @@ from workbench.medallion.parsers.base import (
     split_numbers,
 )
 
-BRONZE_KEEP = ("org_id", "source", "stream", "connection_id", "batch_id", "extracted_at",
-               "record_index", "payload")
 _TEXT = {
     "account_id": "Advertiser ID", "account_name": "Advertiser",
     "currency": "Advertiser Currency", "campaign_id": "Insertion Order ID",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import polars as pl
 
 from workbench.medallion.parsers.base import (
+    BRONZE_KEEP,
     DEAL_SCHEMA,
     LINEAGE,
     ParseContext,
@@ -21,8 +22,6 @@ from workbench.medallion.parsers.base import (
     split_numbers,
 )
 
-BRONZE_KEEP = ("org_id", "source", "stream", "connection_id", "batch_id", "extracted_at",
-               "record_index", "payload")
 PROPERTIES = ("dealname", "amount", "deal_currency_code", "dealstage", "pipeline", "createdate",
               "closedate", "hs_is_closed", "hs_is_closed_won", "hs_analytics_source",
               "utm_source", "utm_medium", "utm_campaign", "hs_lastmodifieddate")

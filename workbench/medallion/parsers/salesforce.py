@@ -11,6 +11,7 @@ from __future__ import annotations
 import polars as pl
 
 from workbench.medallion.parsers.base import (
+    BRONZE_KEEP,
     DEAL_SCHEMA,
     LINEAGE,
     ParseContext,
@@ -22,8 +23,6 @@ from workbench.medallion.parsers.base import (
     split_numbers,
 )
 
-BRONZE_KEEP = ("org_id", "source", "stream", "connection_id", "batch_id", "extracted_at",
-               "record_index", "payload")
 FIELDS = ("Id", "Name", "Amount", "CurrencyIsoCode", "StageName", "IsClosed", "IsWon",
           "CreatedDate", "CloseDate", "LeadSource", "UTM_Source__c", "UTM_Medium__c",
           "UTM_Campaign__c", "LastModifiedDate")

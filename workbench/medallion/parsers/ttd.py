@@ -12,6 +12,7 @@ from __future__ import annotations
 import polars as pl
 
 from workbench.medallion.parsers.base import (
+    BRONZE_KEEP,
     CAMPAIGN_SCHEMA,
     LINEAGE,
     PERFORMANCE_SCHEMA,
@@ -25,8 +26,6 @@ from workbench.medallion.parsers.base import (
     split_numbers,
 )
 
-BRONZE_KEEP = ("org_id", "source", "stream", "connection_id", "batch_id", "extracted_at",
-               "record_index", "payload")
 _TEXT = {
     "account_id": "Advertiser ID", "account_name": "Advertiser",
     "currency": "Advertiser Currency Code", "campaign_id": "Campaign ID",
