@@ -34,10 +34,21 @@ class Spill:
         self.files.append(path)
         self.rows += table.num_rows
 
-    def parts(self, transform: Callable[[pa.Table], pa.Table] | None = None) -> Iterator[pa.Table]:
+    def parts(self, transform: Callable[[pa.Table], pa.Table] | None = None,
+              min_rows: int = 2_000_000) -> Iterator[pa.Table]:
+        """The spilled tables in order, files concatenated up to ``min_rows`` per part (each
+        Iceberg append in a transaction re-validates the metadata, so fewer parts commit faster)."""
+        group: list[pa.Table] = []
+        rows = 0
         for path in self.files:
             table = pq.read_table(path)
-            yield transform(table) if transform else table
+            group.append(transform(table) if transform else table)
+            rows += group[-1].num_rows
+            if rows >= min_rows:
+                yield pa.concat_tables(group)
+                group, rows = [], 0
+        if group:
+            yield pa.concat_tables(group)
 
     def close(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)

@@ -35,7 +35,6 @@ def _campaign_state(lake: Lake, org_id: str) -> pl.DataFrame:
             .unique(["platform", "account_id", "campaign_id"], keep="last").collect())
 
 
-DAYS_PER_PART = 7
 _MONEY = ("spend", "spend_org", "conversion_value", "conversion_value_org")
 _as_float = [pl.col(c).cast(pl.Float64) for c in _MONEY]
 
@@ -48,8 +47,9 @@ def build_performance(lake: Lake, org_id: str, org_currency: str, dates: Iterabl
                       rates: pl.DataFrame) -> dict[str, int]:
     """Rebuild ``gold.performance_daily`` and ``gold.campaign_daily`` for ``dates``.
 
-    Dates are aggregated a week at a time and spilled, then each table's dates are replaced in
-    one commit, so memory follows a week of data whatever the range. Budgets are converted to
+    Dates are aggregated a calendar month at a time (silver is partitioned by month, so each
+    file is read once) and spilled, then each table's dates are replaced in one commit, so
+    memory follows a month of data whatever the range. Budgets are converted to
     the organisation's currency with the rate of each day (``rates``: ``silver.fx_rates``).
     """
     days = sorted(set(dates))
@@ -58,9 +58,8 @@ def build_performance(lake: Lake, org_id: str, org_currency: str, dates: Iterabl
     campaigns = _campaign_state(lake, org_id)
     tmp = lake.settings.home / "tmp"
     with Spill(tmp, "gold-perf") as perf_spill, Spill(tmp, "gold-campaign") as camp_spill:
-        for start in range(0, len(days), DAYS_PER_PART):
-            perf, camp = _aggregate(lake, org_id, org_currency, days[start:start + DAYS_PER_PART],
-                                    campaigns, rates)
+        for month_days in _by_month(days):
+            perf, camp = _aggregate(lake, org_id, org_currency, month_days, campaigns, rates)
             perf_spill.add(lake.to_arrow(GOLD_PERFORMANCE.name, perf))
             camp_spill.add(lake.to_arrow(GOLD_CAMPAIGN.name, camp))
         return {
@@ -69,6 +68,13 @@ def build_performance(lake: Lake, org_id: str, org_currency: str, dates: Iterabl
             GOLD_CAMPAIGN.name: lake.replace(GOLD_CAMPAIGN.name, _date_filter(org_id, days),
                                              camp_spill.parts),
         }
+
+
+def _by_month(days: list[dt.date]) -> list[list[dt.date]]:
+    months: dict[tuple[int, int], list[dt.date]] = {}
+    for d in days:
+        months.setdefault((d.year, d.month), []).append(d)
+    return list(months.values())
 
 
 def _aggregate(lake: Lake, org_id: str, org_currency: str, days: list[dt.date],
