@@ -88,9 +88,10 @@ class Lake:
         """A lazy Polars scan of the table's current snapshot (filters push down into Iceberg)."""
         return pl.scan_iceberg(self.table(name, refresh=True))
 
-    def read(self, name: str, row_filter: BooleanExpression | str = AlwaysTrue()) -> pl.DataFrame:
+    def read(self, name: str, row_filter: BooleanExpression | str | None = None) -> pl.DataFrame:
+        """The rows of a small table (rates, campaigns) matching ``row_filter`` (all by default)."""
         table = self.table(name, refresh=True)
-        arrow = table.scan(row_filter=row_filter).to_arrow()
+        arrow = table.scan(row_filter=row_filter if row_filter is not None else AlwaysTrue()).to_arrow()
         return pl.from_arrow(arrow)  # type: ignore[return-value]
 
     def snapshot_id(self, name: str) -> int | None:
