@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -93,6 +93,32 @@ class Lake:
         table = self.table(name, refresh=True)
         arrow = table.scan(row_filter=row_filter if row_filter is not None else AlwaysTrue()).to_arrow()
         return pl.from_arrow(arrow)  # type: ignore[return-value]
+
+    def iter_batches(self, name: str, row_filter: BooleanExpression,
+                     batch_size: int = 131_072) -> Iterator[pa.RecordBatch]:
+        """Stream the rows matching ``row_filter`` file by file, row group by row group.
+
+        pyiceberg's own batch reader materialises whole files (several at once), which for a
+        10M-record bronze batch means gigabytes; files without delete files are read here with
+        pyarrow directly, so memory holds one row group. The filter prunes files by their
+        statistics and is applied again to each batch.
+        """
+        import pyarrow.parquet as pq
+        from pyiceberg.expressions.visitors import bind
+        from pyiceberg.io.pyarrow import expression_to_pyarrow
+
+        table = self.table(name, refresh=True)
+        scan = table.scan(row_filter=row_filter)
+        tasks = list(scan.plan_files())
+        if any(task.delete_files for task in tasks):
+            yield from scan.to_arrow_batch_reader()
+            return
+        columns = list(TABLES[name].column_names)
+        predicate = expression_to_pyarrow(bind(table.schema(), scan.row_filter, case_sensitive=True))
+        for task in tasks:
+            with table.io.new_input(task.file.file_path).open() as fh:
+                for batch in pq.ParquetFile(fh).iter_batches(batch_size=batch_size, columns=columns):
+                    yield from pa.Table.from_batches([batch]).filter(predicate).to_batches()
 
     def snapshot_id(self, name: str) -> int | None:
         snap = self.table(name, refresh=True).current_snapshot()

@@ -49,7 +49,8 @@ class TableDef:
         return Schema(*fields)
 
     def partition_spec(self, schema: Schema) -> PartitionSpec:
-        transforms: dict[str, Transform[Any, Any]] = {"identity": IdentityTransform(), "day": DayTransform(), "month": MonthTransform()}
+        transforms: dict[str, Transform[Any, Any]] = {
+            "identity": IdentityTransform(), "day": DayTransform(), "month": MonthTransform()}
         specs = []
         for i, (col, kind) in enumerate(self.partition):
             source = schema.find_field(col).field_id

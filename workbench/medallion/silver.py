@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -72,10 +72,9 @@ class _Parsed:
     rows_in: int = 0
 
 
-def _bronze_chunks(lake: Lake, batch: BatchInfo) -> pa.RecordBatchReader:
-    table = lake.table(BRONZE_RAW.name, refresh=True)
-    return table.scan(row_filter=all_of(eq("org_id", batch.org_id), eq("source", batch.source),
-                                        eq("batch_id", batch.batch_id))).to_arrow_batch_reader()
+def _bronze_chunks(lake: Lake, batch: BatchInfo) -> Iterator[pa.RecordBatch]:
+    return lake.iter_batches(BRONZE_RAW.name, all_of(
+        eq("org_id", batch.org_id), eq("source", batch.source), eq("batch_id", batch.batch_id)))
 
 
 def _quarantine_from(rows: pl.DataFrame, raw: pl.DataFrame) -> pl.DataFrame:
