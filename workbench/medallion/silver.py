@@ -91,6 +91,15 @@ def _key_hashes(df: pl.DataFrame) -> pl.DataFrame:
 
 def _parse_chunk(lake: Lake, raw: pl.DataFrame, batch: BatchInfo, rates: pl.DataFrame,
                  org_currency: str, today: dt.date, out: _Parsed) -> None:
+    first_bad = len(out.bad)
+    _parse_streams(lake, raw, batch, rates, org_currency, today, out)
+    # A filtered frame shares its strings' buffers with the chunk it came from: copy the few
+    # quarantined rows out, or each kept frame pins a whole chunk of payloads in memory.
+    out.bad[first_bad:] = [pl.from_arrow(b.to_arrow()) for b in out.bad[first_bad:]]  # type: ignore[misc]
+
+
+def _parse_streams(lake: Lake, raw: pl.DataFrame, batch: BatchInfo, rates: pl.DataFrame,
+                   org_currency: str, today: dt.date, out: _Parsed) -> None:
     out.rows_in += raw.height
     ctx = ParseContext(org_id=batch.org_id, settings=batch.settings)
     for (stream,), part in raw.group_by("stream"):
