@@ -262,6 +262,20 @@ class IcebergSink:
                 sort_order=tdef.sort_order(schema),
                 properties={"write.parquet.compression-codec": "zstd"})
 
+    def sink(self, name: str, frame: Any) -> None:
+        """Stream a Polars LazyFrame into the table (``sink_iceberg``), cast to its schema."""
+        import polars as pl
+
+        target = pl.from_arrow(self.defs[name].arrow_schema().empty_table()).schema
+        frame.select([(pl.col(c) if c in frame.collect_schema() else pl.lit(None)).cast(t).alias(c)
+                      for c, t in target.items()]).sink_iceberg(
+            self.catalog.load_table(name), mode="append")
+
+    def count(self, name: str) -> int:
+        import polars as pl
+
+        return pl.scan_iceberg(self.catalog.load_table(name)).select(pl.len()).collect().item()
+
     def append(self, name: str, table: Any) -> None:
         self.catalog.load_table(name).append(table.select(
             self.defs[name].column_names).cast(self.defs[name].arrow_schema()))
@@ -289,8 +303,9 @@ def _fx_to(org: str, currencies: list[str], first: dt.date, last: dt.date) -> An
 
 
 def floor(bronze: Path, workdir: Path) -> dict[str, Any]:
-    """Bronze -> silver -> gold in hand-written Polars: one streaming pass decodes and
-    normalises, then checks, FX, latest-wins dedup, gold grouping and Iceberg appends."""
+    """Bronze -> silver -> gold in hand-written Polars: one streaming pass decodes, normalises,
+    checks and joins the rates; then latest-wins dedup, and silver, quarantine and gold
+    streamed into Iceberg with ``sink_iceberg``."""
     import polars as pl
 
     from workbench.medallion.parsers.meta import INSIGHTS_DTYPE
@@ -301,6 +316,10 @@ def floor(bronze: Path, workdir: Path) -> dict[str, Any]:
     org_currency = meta_bronze.ORG_CURRENCY
     payload, r = pl.col("payload"), pl.col("r")
     braced = payload.str.starts_with("{") & payload.str.ends_with("}")
+    bronze_scan = pl.scan_parquet(bronze)
+    window = bronze_scan.select(pl.col("window_start").min(), pl.col("window_end").max()).collect()
+    rates = _fx_to(org_currency, list(meta_bronze.CURRENCIES), window["window_start"][0],
+                   window["window_end"][0])
 
     def listsum(field: str, kinds: tuple[str, ...] | None) -> pl.Expr:
         value = pl.element().struct.field("value").cast(pl.Float64, strict=False)
@@ -308,40 +327,16 @@ def floor(bronze: Path, workdir: Path) -> dict[str, Any]:
             value = value.filter(pl.element().struct.field("action_type").is_in(list(kinds)))
         return r.struct.field(field).list.eval(value).list.sum()
 
-    def number(field: str, dtype: pl.DataType) -> list[pl.Expr]:
-        return [r.struct.field(field).cast(dtype, strict=False).alias(field),
-                r.struct.field(field).alias(f"raw_{field}")]
+    def text(field: str) -> pl.Expr:
+        return r.struct.field(field)
 
-    bronze_scan = pl.scan_parquet(bronze)
-    decoded = (
-        bronze_scan.filter(braced)
-        .with_columns(payload.str.json_decode(INSIGHTS_DTYPE).alias("r"))
-        .select(
-            "org_id", "source", "connection_id", "batch_id", "extracted_at", "record_index",
-            "window_start", "window_end", pl.lit(False).alias("bad_json"),
-            r.struct.field("account_id"), r.struct.field("account_name"),
-            r.struct.field("campaign_id"), r.struct.field("campaign_name"),
-            r.struct.field("adset_id").alias("ad_group_id"),
-            r.struct.field("adset_name").alias("ad_group_name"),
-            r.struct.field("ad_id"), r.struct.field("ad_name"),
-            r.struct.field("account_currency").alias("currency"),
-            r.struct.field("date_start").str.to_date("%Y-%m-%d", strict=False).alias("date"),
-            *number("spend", pl.Float64()), *number("impressions", pl.Int64()),
-            *number("clicks", pl.Int64()), *number("reach", pl.Int64()),
-            listsum("actions", CONVERSION_TYPES).fill_null(0.0).alias("conversions"),
-            listsum("action_values", CONVERSION_TYPES).fill_null(0.0).alias("conversion_value"),
-            listsum("video_thruplay_watched_actions", None).cast(pl.Int64).alias("video_views"),
-        ))
-    not_json = bronze_scan.filter(~braced).select("record_index", pl.lit(True).alias("bad_json"))
-    parsed, not_json_rows = pl.collect_all([decoded, not_json], engine="streaming")
-    parsed = pl.concat([parsed, not_json_rows], how="diagonal")
-    stages.mark("read + decode + normalise")
+    numbers = {"spend": pl.Float64(), "impressions": pl.Int64(), "clicks": pl.Int64(),
+               "reach": pl.Int64()}
     measures = ("spend", "impressions", "clicks", "conversions", "conversion_value", "video_views")
+    not_a_number = pl.any_horizontal(text(c).is_not_null() & text(c).cast(t, strict=False).is_null()
+                                     for c, t in numbers.items())
     check = (
-        pl.when(pl.col("bad_json")).then(pl.lit("invalid_json"))
-        .when(pl.any_horizontal(pl.col(f"raw_{c}").is_not_null() & pl.col(c).is_null()
-                                for c in ("spend", "impressions", "clicks", "reach")))
-        .then(pl.lit("not_a_number"))
+        pl.when(pl.col("not_a_number")).then(pl.lit("not_a_number"))
         .when(pl.col("date").is_null()).then(pl.lit("missing_date"))
         .when(pl.any_horizontal(pl.col("account_id", "campaign_id", "ad_id").is_null()))
         .then(pl.lit("missing_id"))
@@ -351,85 +346,97 @@ def floor(bronze: Path, workdir: Path) -> dict[str, Any]:
         .then(pl.lit("bad_currency"))
         .when(pl.any_horizontal(pl.col(c).fill_null(0) < 0 for c in measures))
         .then(pl.lit("negative_value"))
+        .when(pl.col("fx_rate").is_null()).then(pl.lit("missing_fx_rate"))
     )
-    parsed = parsed.with_columns(check.alias("check"))
-    bad = parsed.filter(pl.col("check").is_not_null()).select("record_index", "check")
-    good = parsed.filter(pl.col("check").is_null())
-    del parsed
-    first, last = good["date"].min(), good["date"].max()
-    currencies = good["currency"].unique().sort().to_list()
-    rates = _fx_to(org_currency, currencies, first, last)
-    stages.mark("checks")
-    good = good.join(rates, on=["currency", "date"], how="left")
-    no_rate = good.filter(pl.col("fx_rate").is_null()).select(
-        "record_index", pl.lit("missing_fx_rate").alias("check"))
-    good = good.filter(pl.col("fx_rate").is_not_null()).sort("record_index")
-    latest = pl.struct(PERF_KEY).is_last_distinct()
-    dupes = good.filter(~latest).select("record_index", pl.lit("duplicate_key").alias("check"))
+    parsed = (
+        bronze_scan.filter(braced)
+        .with_columns(payload.str.json_decode(INSIGHTS_DTYPE).alias("r"))
+        .select(
+            "org_id", pl.col("source").alias("connector"), "connection_id",
+            pl.col("batch_id").alias("source_batch_id"), "extracted_at", "record_index",
+            "window_start", "window_end",
+            text("account_id"), text("account_name"), text("campaign_id"), text("campaign_name"),
+            text("adset_id").alias("ad_group_id"), text("adset_name").alias("ad_group_name"),
+            text("ad_id"), text("ad_name"), text("account_currency").alias("currency"),
+            text("date_start").str.to_date("%Y-%m-%d", strict=False).alias("date"),
+            *(text(c).cast(t, strict=False).alias(c) for c, t in numbers.items()),
+            not_a_number.alias("not_a_number"),
+            listsum("actions", CONVERSION_TYPES).fill_null(0.0).alias("conversions"),
+            listsum("action_values", CONVERSION_TYPES).fill_null(0.0).alias("conversion_value"),
+            listsum("video_thruplay_watched_actions", None).cast(pl.Int64).alias("video_views"),
+        )
+        .join(rates.lazy(), on=["currency", "date"], how="left", maintain_order="left")
+        .with_columns(check.alias("check"))
+        .drop("not_a_number", "window_start", "window_end")
+    )
+    not_json = bronze_scan.filter(~braced).select(
+        "record_index", pl.lit("invalid_json").alias("check"))
+    parsed_rows, not_json_rows = pl.collect_all([parsed, not_json], engine="streaming")
+    stages.mark("read + decode + normalise + checks + fx")
+    # Rows are in record order, so the last of each key is the latest extraction; the key is
+    # null on rows that failed a check, which keeps them out of silver.
+    if not parsed_rows["record_index"].is_sorted():
+        parsed_rows = parsed_rows.sort("record_index")
+    ok = pl.col("check").is_null()
+    parsed_rows = parsed_rows.with_columns(
+        (ok & pl.when(ok).then(pl.struct(PERF_KEY)).is_last_distinct()).alias("latest"))
+    bad = pl.concat([
+        parsed_rows.filter(~ok | ~pl.col("latest")).select(
+            "record_index", pl.coalesce("check", pl.lit("duplicate_key")).alias("check")),
+        not_json_rows])
     settled_before = dt.date.today() - dt.timedelta(days=LOOKBACK_DAYS)
-    dec = pl.Decimal(18, 6)
     silver = (
-        good.filter(latest)
+        parsed_rows.lazy().filter(pl.col("latest"))
         .with_columns(
             pl.lit("meta").alias("platform"), pl.lit(org_currency).alias("org_currency"),
             (pl.col("spend") * pl.col("fx_rate")).alias("spend_org"),
             (pl.col("conversion_value") * pl.col("fx_rate")).alias("conversion_value_org"),
-            (pl.col("date") < settled_before).alias("settled"),
-            pl.col("source").alias("connector"), pl.col("batch_id").alias("source_batch_id"))
-        .with_columns(pl.col(c).round(6).cast(dec) for c in
+            (pl.col("date") < settled_before).alias("settled"))
+        .with_columns(pl.col(c).round(6) for c in
                       ("spend", "conversion_value", "spend_org", "conversion_value_org"))
+        .drop("check", "latest")
         .sort("date", "account_id", "campaign_id")
+        .collect()
     )
-    del good
-    stages.mark("fx + dedup")
-    sink.append("silver.ad_performance_daily", silver.to_arrow())
+    del parsed_rows
+    stages.mark("dedup")
+    sink.sink("silver.ad_performance_daily", silver.lazy())
     stages.mark("silver commit")
-    quarantine_rows = pl.concat([bad, no_rate, dupes])
-    quarantined = (
-        pl.scan_parquet(bronze)
-        .join(quarantine_rows.lazy(), on="record_index", how="inner")
-        .select("org_id", "source", "stream", "batch_id", "record_index", "payload",
-                pl.format("record failed check {}", pl.col("check")).alias("reason"), "check",
-                pl.lit(dt.datetime.now(dt.UTC)).alias("quarantined_at"))
-        .collect(engine="streaming"))
-    sink.append("silver.quarantine", quarantined.to_arrow())
+    quarantine_rows = bad
+    sink.sink("silver.quarantine", bronze_scan.join(
+        quarantine_rows.lazy(), on="record_index", how="inner").select(
+        "org_id", "source", "stream", "batch_id", "record_index", "payload",
+        pl.format("record failed check {}", pl.col("check")).alias("reason"), "check",
+        pl.lit(dt.datetime.now(dt.UTC)).alias("quarantined_at")))
     stages.mark("quarantine lookup + commit")
     gold = (
-        silver.lazy()
-        .with_columns(pl.col(c).cast(pl.Float64) for c in
-                      ("spend", "spend_org", "conversion_value", "conversion_value_org"))
-        .group_by(GOLD_GRAIN)
-        .agg(*[pl.col(c).last() for c in NAMES], *[pl.col(c).sum() for c in SUMS],
+        silver.lazy().group_by(GOLD_GRAIN)
+        .agg(*[pl.col(c).first() for c in NAMES], *[pl.col(c).sum() for c in SUMS],
              pl.col("reach").max(), pl.col("settled").all())
-        .with_columns(pl.lit(None, pl.String).alias("campaign_status"),
-                      pl.lit(None, pl.List(pl.String)).alias("campaign_labels"))
-        .sort("org_id", "date", "platform", "campaign_id")
-        .collect())
+        .sort("org_id", "date", "platform", "campaign_id").collect(engine="streaming"))
+    del silver
     stages.mark("gold group")
-    sink.append("gold.performance_daily", gold.to_arrow())
+    sink.sink("gold.performance_daily", gold.lazy())
     stages.mark("gold commit")
     campaign = (
         gold.lazy().group_by(CAMPAIGN_GRAIN)
         .agg(*[pl.col(c).first() for c in ("account_name", "campaign_name", "currency",
                                             "org_currency")],
              *[pl.col(c).sum() for c in SUMS], pl.col("settled").all())
-        .with_columns(*[pl.lit(None, pl.String).alias(c) for c in
-                        ("campaign_status", "objective", "budget_type")],
-                      *[pl.lit(None, pl.Float64).alias(c) for c in
-                        ("budget_amount", "budget_amount_org")],
-                      *[pl.lit(None, pl.Date).alias(c) for c in ("start_date", "end_date")])
-        .sort("org_id", "date", "platform", "campaign_id").collect())
-    sink.append("gold.campaign_daily", campaign.to_arrow())
+        .sort("org_id", "date", "platform", "campaign_id"))
+    sink.sink("gold.campaign_daily", campaign)
     stages.mark("campaign rollup + commit")
     seconds = time.perf_counter() - start
-    rows_in = pl.scan_parquet(bronze).select(pl.len()).collect().item()
+    counts = dict(quarantine_rows.group_by("check").len().sort("check").rows())
+    rows_silver = gold.height  # the gold grain is silver's here: one ad, one account, one day
     return {
-        "seconds": seconds, "rows_in": rows_in, "rows_silver": silver.height,
-        "rows_quarantined": quarantined.height,
-        "gold_rows": {"gold.performance_daily": gold.height, "gold.campaign_daily": campaign.height},
+        "seconds": seconds, "rows_in": bronze_scan.select(pl.len()).collect().item(),
+        "rows_silver": sink.count("silver.ad_performance_daily"),
+        "rows_quarantined": sink.count("silver.quarantine"),
+        "gold_rows": {"gold.performance_daily": rows_silver,
+                      "gold.campaign_daily": sink.count("gold.campaign_daily")},
         "gold_spend_org": gold["spend_org"].sum(), "gold_conversions": gold["conversions"].sum(),
-        "quarantine_by_check": dict(quarantined.group_by("check").len().sort("check").rows()),
-        "stages": stages.marks,
+        "quarantine_by_check": counts, "stages": stages.marks,
     }
 
 

@@ -48,7 +48,7 @@ AUDIENCES = ("Lookalike 1%", "Retargeting 30d", "In-market B2B", "Interest: Fina
 FORMATS = ("Static 1080x1080", "Video 15s", "Carousel", "Banner 300x250", "Video 30s",
            "Native", "Banner 728x90", "Story 9x16")
 #: (action_type, column) pairs per payload profile: "full" is every action type the synthetic
-#: connector writes (records of ~750 bytes); "compact" (the default, ~470 bytes, near the
+#: connector writes (records of ~750 bytes); "compact" (the default, ~525 bytes, nearer the
 #: stack-facts yardstick's 395) keeps the link clicks and the pixel conversions.
 COMPACT_ACTIONS = (("link_click", "link_clicks"),
                    ("offsite_conversion.fb_pixel_purchase", "purchases"))

@@ -33,6 +33,7 @@ TARGET_VS_FLOOR = 1.3
 TARGET_PANDAS = 6.0
 TARGET_PEAK_GIB = 6.0
 GiB = 2**30
+DEFAULT_SIZES = [1_000_000, 10_000_000]
 
 
 def run_child(args: list[str], workdir: Path) -> dict[str, Any]:
@@ -40,6 +41,7 @@ def run_child(args: list[str], workdir: Path) -> dict[str, Any]:
     result_path = workdir / f"result-{args[0]}.json"
     log_path = workdir / f"log-{args[0]}.txt"
     result_path.unlink(missing_ok=True)
+    load_before = os.getloadavg()[0]
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, str(CONTENDERS), *args[:3], str(result_path),
                                  *args[3:]], stdout=log, stderr=subprocess.STDOUT,
@@ -52,6 +54,7 @@ def run_child(args: list[str], workdir: Path) -> dict[str, Any]:
     result = json.loads(result_path.read_text())
     result["peak_gib"] = usage.ru_maxrss * 1024 / GiB  # ru_maxrss is in KiB on Linux
     result["cpu_seconds"] = usage.ru_utime + usage.ru_stime
+    result["load_before"] = load_before  # the machine is shared: 1-minute load average
     return result
 
 
@@ -76,9 +79,11 @@ def summarise(runs: list[dict[str, Any]], rows: int) -> dict[str, Any]:
         "seconds": seconds, "seconds_all": [r["seconds"] for r in runs],
         "rows_per_second": rows / seconds, "peak_gib": max(r["peak_gib"] for r in runs),
         "cpu_seconds": statistics.median(r["cpu_seconds"] for r in runs),
+        "load_before": [r["load_before"] for r in runs],
         **{k: last[k] for k in ("rows_in", "rows_silver", "rows_quarantined", "gold_rows",
                                 "gold_spend_org", "gold_conversions", "quarantine_by_check")},
         **({"sample": last["sample"]} if "sample" in last else {}),
+        **({"stages": last["stages"]} if "stages" in last else {}),
     }
 
 
@@ -100,7 +105,8 @@ def report(size: int, res: dict[str, dict[str, Any]]) -> list[str]:
     if wb and fl:
         ratio = wb["seconds"] / fl["seconds"]
         lines.append(f"ratio {size:,}: workbench/floor = {ratio:.2f} "
-                     f"(target <= {TARGET_VS_FLOOR}) {verdict(ratio <= TARGET_VS_FLOOR)}")
+                     f"(target <= {TARGET_VS_FLOOR}) {verdict(ratio <= TARGET_VS_FLOOR)}; "
+                     f"CPU seconds {wb['cpu_seconds'] / fl['cpu_seconds']:.2f}")
         rel = abs(wb["gold_spend_org"] - fl["gold_spend_org"]) / max(abs(fl["gold_spend_org"]), 1e-9)
         lines.append(f"check {size:,}: gold spend_org workbench {wb['gold_spend_org']:,.2f} vs "
                      f"floor {fl['gold_spend_org']:,.2f} (relative difference {rel:.1e}) "
@@ -112,13 +118,14 @@ def report(size: int, res: dict[str, dict[str, Any]]) -> list[str]:
     if wb and pd_:
         ratio = pd_["seconds"] / wb["seconds"]
         lines.append(f"ratio {size:,}: pandas/workbench = {ratio:.2f} "
-                     f"(target >= {TARGET_PANDAS:g}) {verdict(ratio >= TARGET_PANDAS)}")
+                     f"(target >= {TARGET_PANDAS:g}) {verdict(ratio >= TARGET_PANDAS)}; "
+                     f"CPU seconds {pd_['cpu_seconds'] / wb['cpu_seconds']:.2f}")
     return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    ap.add_argument("--sizes", type=int, nargs="+", default=DEFAULT_SIZES)
     ap.add_argument("--pandas-max", type=int, default=1_000_000,
                     help="run pandas only at sizes up to this (it decodes JSON row by row)")
     ap.add_argument("--no-pandas-limit", action="store_true", help="run pandas at every size")
@@ -126,15 +133,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--contenders", nargs="+", default=["workbench", "floor", "pandas"],
                     choices=["workbench", "floor", "pandas"])
     ap.add_argument("--payload", choices=["compact", "full"], default="compact",
-                    help="compact: ~530-byte records; full: every action type the synthetic "
+                    help="compact: ~525-byte records; full: every action type the synthetic "
                          "connector writes (~750 bytes)")
     ap.add_argument("--sample", action="store_true",
                     help="sample the workbench's stack and RSS every 50 ms (where time goes)")
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "pipeline.json")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="results file (default bench/results/pipeline.json for the default "
+                         "sizes, else pipeline-<sizes>.json, so quick runs keep the full results)")
     ap.add_argument("--cache-dir", type=Path, default=HERE / "results" / "cache")
     ap.add_argument("--scratch", type=Path, default=None,
                     help="folder for the contenders' temporary homes (default: system temp)")
     args = ap.parse_args(argv)
+    if args.out is None:
+        suffix = "" if args.sizes == DEFAULT_SIZES else "-" + "-".join(map(str, args.sizes))
+        args.out = HERE / "results" / f"pipeline{suffix}.json"
     scratch = Path(tempfile.mkdtemp(prefix="wb-bench-", dir=args.scratch))
     results: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -144,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         "payload": args.payload, "repeat": args.repeat, "sizes": {},
     }
     lines: list[str] = []
-    table = [f"{'size':>12}  {'contender':<10} {'seconds':>9} {'rows/s':>12} {'peak GiB':>9}"]
+    table = [f"{'size':>12}  {'contender':<10} {'seconds':>9} {'rows/s':>12} {'peak GiB':>9} "
+             f"{'CPU s':>8} {'load':>5}"]
     try:
         for size in args.sizes:
             print(f"size {size:,}: generating bronze (cached)...", flush=True)
@@ -166,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
                 res[contender] = summarise(runs, size)
                 table.append(f"{size:>12,}  {contender:<10} {res[contender]['seconds']:>9.2f} "
                              f"{res[contender]['rows_per_second']:>12,.0f} "
-                             f"{res[contender]['peak_gib']:>9.2f}")
+                             f"{res[contender]['peak_gib']:>9.2f} "
+                             f"{res[contender]['cpu_seconds']:>8.1f} "
+                             f"{max(res[contender]['load_before']):>5.1f}")
             results["sizes"][str(size)] = {"bronze": gen, "results": res}
             lines += report(size, res)
             args.out.parent.mkdir(parents=True, exist_ok=True)

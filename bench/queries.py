@@ -159,8 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--orgs", type=int, default=5)
     ap.add_argument("--days", type=int, default=730)
     ap.add_argument("--campaigns", type=int, default=60, help="campaigns per organisation")
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "queries.json")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="results file (default bench/results/queries.json for 10M rows, "
+                         "else queries-<rows>.json)")
     args = ap.parse_args(argv)
+    if args.out is None:
+        suffix = "" if args.rows == 10_000_000 else f"-{args.rows}"
+        args.out = HERE / "results" / f"queries{suffix}.json"
     home = Path(tempfile.mkdtemp(prefix="wb-bench-queries-"))
     try:
         start = time.perf_counter()

@@ -35,7 +35,7 @@ class Spill:
         self.rows += table.num_rows
 
     def parts(self, transform: Callable[[pa.Table], pa.Table] | None = None,
-              min_rows: int = 2_000_000) -> Iterator[pa.Table]:
+              min_rows: int = 500_000) -> Iterator[pa.Table]:
         """The spilled tables in order, files concatenated up to ``min_rows`` per part (each
         Iceberg append in a transaction re-validates the metadata, so fewer parts commit faster)."""
         group: list[pa.Table] = []
