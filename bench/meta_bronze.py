@@ -40,13 +40,8 @@ ADS_PER_ADSET = 4
 ADSETS_PER_CAMPAIGN = 5
 CURRENCIES = ("USD", "EUR", "GBP")
 REGIONS = ("US", "EU", "UK")
-BRANDS = ("Northwind", "Contoso", "Fabrikam", "Tailspin", "Litware", "Adatum", "Proseware")
-THEMES = ("Prospecting", "Retargeting", "Brand Awareness", "Lead Gen", "Product Launch",
-          "Seasonal Sale", "Webinar Promo", "Video Reach")
-AUDIENCES = ("Lookalike 1%", "Retargeting 30d", "In-market B2B", "Interest: Finance",
-             "Broad 25-54", "CRM Match", "Contextual News", "Competitor Conquest")
-FORMATS = ("Static 1080x1080", "Video 15s", "Carousel", "Banner 300x250", "Video 30s",
-           "Native", "Banner 728x90", "Story 9x16")
+# the synthetic connector's vocabularies, so bench records read like its records
+from connectors.synthetic_world import AUDIENCES, BRANDS, FORMATS, THEMES  # noqa: E402
 #: (action_type, column) pairs per payload profile: "full" is every action type the synthetic
 #: connector writes (records of ~750 bytes); "compact" (the default, ~525 bytes, nearer the
 #: stack-facts yardstick's 395) keeps the link clicks and the pixel conversions.
