@@ -153,7 +153,7 @@ class CsvConnector(Connector):
             if date is not None and not window.start <= date <= window.end:
                 counts["skipped"] += 1
                 continue
-            record: dict[str, Any] = dict(zip(headers, row))
+            record: dict[str, Any] = dict(zip(headers, row, strict=False))  # short rows are quarantined later
             record["__line"] = line
             extra = row[len(headers):]
             if any(cell.strip() for cell in extra):

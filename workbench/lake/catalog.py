@@ -25,7 +25,7 @@ from sqlalchemy.exc import OperationalError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from workbench.errors import NotFoundError, TransientError
-from workbench.lake.schemas import TABLES, TableDef
+from workbench.lake.schemas import TABLES
 from workbench.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -172,9 +172,6 @@ class Lake:
         self._commit(name, op)
         return appended
 
-    def delete(self, name: str, where: BooleanExpression) -> None:
-        self._commit(name, lambda t: t.delete(delete_filter=where))
-
     def _commit(self, name: str, op: Callable[[Table], Any]) -> None:
         retrying = Retrying(
             stop=stop_after_attempt(self.settings.commit_retries),
@@ -194,6 +191,3 @@ class Lake:
                 f"({type(exc).__name__}); nothing was written, run the step again") from exc
         self.table(name, refresh=True)
 
-
-def table_def(name: str) -> TableDef:
-    return TABLES[name]

@@ -57,7 +57,6 @@ class BatchOutcome:
     rows_quarantined: int = 0
     performance_dates: set[dt.date] = field(default_factory=set)
     deal_dates: set[dt.date] = field(default_factory=set)
-    campaigns_changed: bool = False
 
 
 @dataclass
@@ -207,7 +206,6 @@ def _transform(lake: Lake, batch: BatchInfo, rates: pl.DataFrame, org_currency: 
         _merge_entities(lake, SILVER_CAMPAIGNS.name, campaigns, batch,
                         ["platform", "account_id", "campaign_id"])
         outcome.rows_silver += campaigns.height
-        outcome.campaigns_changed = True
     if parsed.good.get("deals"):
         deals, dupes = _dedupe(pl.concat(parsed.good["deals"], how="diagonal_relaxed"),
                                ["org_id", "crm", "deal_id"], "deal", raw_lookup)

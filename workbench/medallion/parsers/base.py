@@ -9,7 +9,6 @@ per record.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -180,8 +179,6 @@ def conform(df: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.DataFrame
     ])
 
 
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def parse_timestamp(expr: pl.Expr) -> pl.Expr:
