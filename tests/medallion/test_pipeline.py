@@ -163,3 +163,18 @@ def test_fx_file_loaded_by_the_user_replaces_default_rates(stores, tmp_path):
     day = fx_table.filter(pl.col("date") == dt.date(2026, 3, 2), pl.col("quote") == "EUR")
     assert day["rate"].to_list() == [0.5]
     assert fx_table.filter(pl.col("date") == dt.date(2026, 3, 3), pl.col("quote") == "EUR").height == 1
+
+
+def test_duplicate_keys_in_a_batch_keep_the_latest_record(acme, tmp_path):
+    csv = tmp_path / "dupes.csv"
+    csv.write_text("date,campaign,spend,impressions,clicks\n"
+                   "2026-10-01,A,10,100,1\n2026-10-01,B,7,70,1\n2026-10-01,A,12,120,2\n")
+    acme.ingest("csv", file=csv, mapping={"campaign_name": "campaign"}, settings={"currency": "USD"},
+                progress=False)
+    result = acme.transform(progress=False)
+    assert (result.rows_in, result.rows_silver, result.rows_quarantined) == (3, 2, 1)
+    silver = acme.table("silver.ad_performance_daily").sort("campaign_name")
+    assert silver["spend"].cast(pl.Float64).to_list() == [12.0, 7.0], "the later record of A won"
+    q = acme.quarantine()
+    assert q["check"].to_list() == ["duplicate_key"] and q["record_index"].to_list() == [0]
+    assert "record 2 of this batch" in q["reason"][0] and '"10"' in q["payload"][0]

@@ -190,12 +190,13 @@ def _transform(lake: Lake, batch: BatchInfo, rates: pl.DataFrame, org_currency: 
     flush()
 
     def raw_lookup(indexes: list[int]) -> pl.DataFrame:
-        # a semi-join in Polars: an Iceberg filter with thousands of literals is far slower
-        wanted = pl.DataFrame({"record_index": indexes}, schema={"record_index": pl.Int64})
-        return (lake.scan(BRONZE_RAW.name)
-                .filter((pl.col("org_id") == batch.org_id) & (pl.col("source") == batch.source)
-                        & (pl.col("batch_id") == batch.batch_id))
-                .join(wanted.lazy(), on="record_index", how="semi").collect())
+        # One more streamed pass over the batch, keeping only the wanted records: an Iceberg
+        # filter with thousands of literals is far slower, and a join would load every payload.
+        wanted = pa.array(indexes, pa.int64())
+        found = [rb.filter(pc.is_in(rb.column("record_index"), value_set=wanted))
+                 for rb in _bronze_chunks(lake, batch)]
+        table = pa.Table.from_batches([rb for rb in found if rb.num_rows], schema=BRONZE_RAW.arrow_schema())
+        return pl.from_arrow(table)  # type: ignore[return-value]
 
     outcome = BatchOutcome(batch.batch_id, rows_in=parsed.rows_in)
     bad = list(parsed.bad)
