@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -141,21 +141,15 @@ def _parse_streams(lake: Lake, raw: pl.DataFrame, batch: BatchInfo, rates: pl.Da
             out.good[spec.target].append(good)
 
 
-def _dedupe(df: pl.DataFrame, key: list[str], what: str,
-            raw_lookup: Callable[[list[int]], pl.DataFrame]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Keep the last record per key in the batch; earlier duplicates go to quarantine."""
-    if df.is_empty():
-        return df, pl.DataFrame(schema=QUARANTINE_SCHEMA)
-    ranked = df.with_columns(
-        pl.col("record_index").max().over(key).alias("__kept"))
-    dupes = ranked.filter(pl.col("record_index") != pl.col("__kept"))
-    kept = ranked.filter(pl.col("record_index") == pl.col("__kept")).drop("__kept")
-    if dupes.is_empty():
-        return kept, pl.DataFrame(schema=QUARANTINE_SCHEMA)
-    rows = dupes.select("record_index", pl.format(
+def _latest_wins(df: pl.DataFrame, key: list[str], what: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split ``df`` into the last record per key in the batch and the earlier duplicates, as
+    quarantine rows (record_index, reason, check) still without their payloads."""
+    ranked = df.with_columns(pl.col("record_index").max().over(key).alias("__kept"))
+    kept = pl.col("record_index") == pl.col("__kept")
+    dupes = ranked.filter(~kept).select("record_index", pl.format(
         f"duplicate {what}: record {{}} of this batch has the same key and was kept instead",
         pl.col("__kept")).alias("reason"), pl.lit("duplicate_key").alias("check"))
-    return kept, _quarantine_from(rows, raw_lookup(rows["record_index"].to_list()))
+    return ranked.filter(kept).drop("__kept"), dupes
 
 
 def transform_batch(lake: Lake, batch: BatchInfo, rates: pl.DataFrame, org_currency: str,
@@ -200,26 +194,27 @@ def _transform(lake: Lake, batch: BatchInfo, rates: pl.DataFrame, org_currency: 
 
     outcome = BatchOutcome(batch.batch_id, rows_in=parsed.rows_in)
     bad = list(parsed.bad)
+    duplicates: list[pl.DataFrame] = []
     if parsed.good.get("campaigns"):
-        campaigns, dupes = _dedupe(pl.concat(parsed.good["campaigns"], how="diagonal_relaxed"),
-                                   ["org_id", "platform", "account_id", "campaign_id"], "campaign", raw_lookup)
-        bad.append(dupes)
+        campaigns, dupes = _latest_wins(pl.concat(parsed.good["campaigns"], how="diagonal_relaxed"),
+                                        ["org_id", "platform", "account_id", "campaign_id"], "campaign")
+        duplicates.append(dupes)
         _merge_entities(lake, SILVER_CAMPAIGNS.name, campaigns, batch,
                         ["platform", "account_id", "campaign_id"])
         outcome.rows_silver += campaigns.height
     if parsed.good.get("deals"):
-        deals, dupes = _dedupe(pl.concat(parsed.good["deals"], how="diagonal_relaxed"),
-                               ["org_id", "crm", "deal_id"], "deal", raw_lookup)
-        bad.append(dupes)
+        deals, dupes = _latest_wins(pl.concat(parsed.good["deals"], how="diagonal_relaxed"),
+                                    ["org_id", "crm", "deal_id"], "deal")
+        duplicates.append(dupes)
         campaigns_now = lake.scan(SILVER_CAMPAIGNS.name).filter(pl.col("org_id") == batch.org_id).collect()
         deals = resolve_deals(deals, campaigns_now)
         replaced = _merge_entities(lake, SILVER_DEALS.name, deals, batch, ["crm", "deal_id"])
         outcome.rows_silver += deals.height
         outcome.deal_dates = _deal_dates(deals) | _deal_dates(replaced)
     if parsed.perf_keys:
-        losers, dupes = _perf_duplicates(pl.concat(parsed.perf_keys), raw_lookup)
-        bad.append(dupes)
-        loser_set = pa.array(losers, pa.int64())
+        _, dupes = _latest_wins(pl.concat(parsed.perf_keys), ["h1", "h2"], "row for this ad and date")
+        duplicates.append(dupes)
+        loser_set = pa.array(dupes["record_index"].to_list(), pa.int64())
 
         def keep_winners(table: pa.Table) -> pa.Table:
             if not len(loser_set):
@@ -233,6 +228,9 @@ def _transform(lake: Lake, batch: BatchInfo, rates: pl.DataFrame, org_currency: 
             lambda: parsed.perf.parts(keep_winners))
         outcome.performance_dates = {batch.window_start + dt.timedelta(days=i) for i in
                                      range((batch.window_end - batch.window_start).days + 1)}
+    dupe_rows = pl.concat(duplicates) if duplicates else pl.DataFrame()
+    if dupe_rows.height:  # one more pass over the batch fetches every duplicate's payload
+        bad.append(_quarantine_from(dupe_rows, raw_lookup(dupe_rows["record_index"].to_list())))
     quarantined = pl.concat([b for b in bad if b.height], how="vertical_relaxed") if any(
         b.height for b in bad) else pl.DataFrame(schema=QUARANTINE_SCHEMA)
     quarantined = quarantined.with_columns(
@@ -241,20 +239,6 @@ def _transform(lake: Lake, batch: BatchInfo, rates: pl.DataFrame, org_currency: 
         eq("org_id", batch.org_id), eq("source", batch.source), eq("batch_id", batch.batch_id)))
     outcome.rows_quarantined = quarantined.height
     return outcome
-
-
-def _perf_duplicates(keys: pl.DataFrame, raw_lookup: Callable[[list[int]], pl.DataFrame]
-                     ) -> tuple[list[int], pl.DataFrame]:
-    """Record indexes that lose to a later record with the same key, and their quarantine rows."""
-    ranked = keys.with_columns(pl.col("record_index").max().over("h1", "h2").alias("__kept"))
-    dupes = ranked.filter(pl.col("record_index") != pl.col("__kept"))
-    if dupes.is_empty():
-        return [], pl.DataFrame(schema=QUARANTINE_SCHEMA)
-    rows = dupes.select("record_index", pl.format(
-        "duplicate row for this ad and date: record {} of this batch has the same key and was kept "
-        "instead", pl.col("__kept")).alias("reason"), pl.lit("duplicate_key").alias("check"))
-    indexes = rows["record_index"].to_list()
-    return indexes, _quarantine_from(rows, raw_lookup(indexes))
 
 
 def _merge_entities(lake: Lake, table: str, new: pl.DataFrame, batch: BatchInfo,
