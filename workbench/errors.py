@@ -4,6 +4,7 @@
     ├── ConfigError                 settings or a configuration file is wrong
     ├── NotFoundError               an organisation, connection or table does not exist
     ├── ValidationError             user input (a file, a mapping, a value) is wrong
+    │   └── FormulaError            a formula does not parse, bind or type-check (with position)
     ├── QueryError                  a SQL statement was refused or failed in the query engine
     ├── IsolationError              an operation would reach another organisation's data
     └── PipelineError               a pipeline step failed (the previous state stays visible)
@@ -45,3 +46,46 @@ class PipelineError(WorkbenchError):
 
 class TransientError(PipelineError):
     """A failure worth retrying."""
+
+
+class FormulaError(ValidationError):
+    """A formula is wrong. Carries the position so editors can underline it.
+
+    ``str()`` gives ``line L, column C: message``, the formula line and a caret under the
+    problem. ``metric`` names the metric whose formula is wrong when it is not the one typed.
+    """
+
+    def __init__(self, message: str, text: str = "", start: int | None = None, end: int | None = None,
+                 *, metric: str | None = None, suggestions: tuple[str, ...] = ()) -> None:
+        self.message = message
+        self.text = text
+        self.start = start
+        self.end = end if end is not None and start is not None and end > start else (
+            None if start is None else start + 1)
+        self.metric = metric
+        self.suggestions = suggestions
+        super().__init__(self._render())
+
+    @property
+    def line(self) -> int | None:
+        return None if self.start is None else self.text.count("\n", 0, self.start) + 1
+
+    @property
+    def column(self) -> int | None:
+        if self.start is None:
+            return None
+        return self.start - (self.text.rfind("\n", 0, self.start) + 1) + 1
+
+    def _render(self) -> str:
+        where = f"in metric '{self.metric}': " if self.metric else ""
+        if self.start is None or not self.text:
+            return f"{where}{self.message}"
+        line_start = self.text.rfind("\n", 0, self.start) + 1
+        line_end = self.text.find("\n", self.start)
+        line_end = len(self.text) if line_end < 0 else line_end
+        source_line = self.text[line_start:line_end]
+        col = self.start - line_start
+        width = max(1, min(self.end or self.start + 1, line_end) - self.start)
+        caret = " " * col + "^" * width
+        return (f"{where}line {self.line}, column {self.column}: {self.message}\n"
+                f"    {source_line}\n    {caret}")

@@ -1,0 +1,75 @@
+"""The bound tree: names resolved to gold columns, every node typed with a unit and a level.
+
+Levels: ``const`` (a literal), ``row`` (one value per gold row: dimensions, base metrics inside
+an aggregate), ``agg`` (one value per group: aggregates and what is computed from them). Nodes
+are hashable and carry no positions, so two identical aggregates are computed once.
+Both backends (``to_polars``, ``to_sql``) walk this tree and nothing else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from workbench.formulas.units import Unit
+
+
+@dataclass(frozen=True)
+class Bound:
+    unit: Unit = field(kw_only=True)
+    vtype: str = field(kw_only=True)  # int float bool string date null
+    level: str = field(kw_only=True)  # const row agg
+
+
+@dataclass(frozen=True)
+class Lit(Bound):
+    value: int | float | str | bool | dt.date | None
+
+
+@dataclass(frozen=True)
+class Col(Bound):
+    """A gold column at row level: a base metric's column or a dimension."""
+
+    name: str  # the catalog name (spend, platform, week)
+    column: str  # the gold column (spend_org, platform, date)
+    family: str | None = None  # base metrics: which tables have the column
+    truncate: str | None = None  # week / month dimensions
+
+
+@dataclass(frozen=True)
+class Agg(Bound):
+    func: str  # SUM AVG MIN MAX COUNT COUNT_DISTINCT
+    arg: Bound | None = None  # None: COUNT(*)
+
+
+@dataclass(frozen=True)
+class Op(Bound):
+    op: str
+    args: tuple[Bound, ...] = ()
+
+
+@dataclass(frozen=True)
+class Slot(Bound):
+    """An aggregate already computed by the first stage of a query, read by name."""
+
+    name: str
+    zero_when_missing: bool = False  # sums and counts of a source with no rows for a group
+
+
+def children(node: Bound) -> tuple[Bound, ...]:
+    if isinstance(node, Op):
+        return node.args
+    if isinstance(node, Agg) and node.arg is not None:
+        return (node.arg,)
+    return ()
+
+
+def walk(node: Bound) -> list[Bound]:
+    out = [node]
+    for child in children(node):
+        out.extend(walk(child))
+    return out
+
+
+def columns(node: Bound) -> list[Col]:
+    return [n for n in walk(node) if isinstance(n, Col)]

@@ -1,0 +1,94 @@
+"""The parsed formula: plain nodes that remember where they came from in the text.
+
+Nodes are produced by ``parser.parse`` and consumed by ``binder.bind``; they know nothing of
+metrics, units or backends. ``start``/``end`` are character offsets into the formula text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Node:
+    start: int = field(kw_only=True, compare=False)
+    end: int = field(kw_only=True, compare=False)
+
+
+@dataclass(frozen=True)
+class Number(Node):
+    value: int | float
+    percent: bool = False  # written as 30% (value already divided by 100)
+
+
+@dataclass(frozen=True)
+class String(Node):
+    value: str
+
+
+@dataclass(frozen=True)
+class Boolean(Node):
+    value: bool
+
+
+@dataclass(frozen=True)
+class Null(Node):
+    pass
+
+
+@dataclass(frozen=True)
+class Name(Node):
+    name: str
+    window: str | None = None  # cpa[last_7d]: reserved for the rule engine's windows
+
+
+@dataclass(frozen=True)
+class Unary(Node):
+    op: str  # "-" or "not"
+    operand: Node
+
+
+@dataclass(frozen=True)
+class Binary(Node):
+    op: str  # + - * / = != < <= > >= and or
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True)
+class In(Node):
+    operand: Node
+    items: tuple[Node, ...]
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class IsNull(Node):
+    operand: Node
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class Call(Node):
+    name: str  # as written; function names are case-insensitive
+    args: tuple[Node, ...]
+    star: bool = False  # COUNT(*)
+
+
+def walk(node: Node) -> list[Node]:
+    """Every node of the tree, parents before children."""
+    out = [node]
+    children: tuple[Node, ...] = ()
+    if isinstance(node, Unary):
+        children = (node.operand,)
+    elif isinstance(node, Binary):
+        children = (node.left, node.right)
+    elif isinstance(node, In):
+        children = (node.operand, *node.items)
+    elif isinstance(node, IsNull):
+        children = (node.operand,)
+    elif isinstance(node, Call):
+        children = node.args
+    for child in children:
+        out.extend(walk(child))
+    return out
