@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import polars as pl
 import typer
-from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
+from workbench.cli_metrics import metric_app
+from workbench.cli_metrics import metrics as metrics_command
+from workbench.cli_common import _DEBUG, Format, FromOpt, OrgOpt, ToOpt, _date, err, out, print_frame
 from workbench.errors import WorkbenchError
 
 app = typer.Typer(help="Analytics workbench for advertising operations: ingest, transform, query.",
@@ -22,47 +22,13 @@ orgs_app = typer.Typer(help="Organisations: `workbench orgs add acme --name 'Acm
 fx_app = typer.Typer(help="Exchange rates: `workbench fx load rates.csv`.", no_args_is_help=True)
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(fx_app, name="fx")
-out = Console()
-if not out.is_terminal:
-    out.width = 200  # piped or captured: don't squeeze tables to 80 columns
-err = Console(stderr=True, soft_wrap=True)
-_DEBUG = {"on": False}
-
-OrgOpt = Annotated[str, typer.Option("--org", help="Organisation slug, e.g. acme.")]
-FromOpt = Annotated[dt.datetime | None, typer.Option("--from", formats=["%Y-%m-%d"], help="First date (YYYY-MM-DD).")]
-ToOpt = Annotated[dt.datetime | None, typer.Option("--to", formats=["%Y-%m-%d"], help="Last date (YYYY-MM-DD).")]
-
-
-class Format(str, Enum):
-    table = "table"
-    csv = "csv"
-    json = "json"
+app.add_typer(metric_app, name="metric")
+app.command("metrics")(metrics_command)
 
 
 @app.callback()
 def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
     _DEBUG["on"] = debug
-
-
-def print_frame(df: pl.DataFrame, title: str | None = None, fmt: Format = Format.table) -> None:
-    if fmt is Format.csv:
-        sys.stdout.write(df.write_csv())
-        return
-    if fmt is Format.json:
-        sys.stdout.write(df.write_json() + "\n")
-        return
-    table = Table(title=title, title_justify="left")
-    for name, dtype in df.schema.items():
-        table.add_column(name, justify="right" if dtype.is_numeric() else "left")
-    for row in df.iter_rows():
-        table.add_row(*["" if v is None else (f"{v:,.2f}" if isinstance(v, float) else
-                                               f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v))
-                        for v in row])
-    out.print(table)
-
-
-def _date(value: dt.datetime | None) -> dt.date | None:
-    return value.date() if value else None
 
 
 @app.command()
@@ -214,7 +180,7 @@ def main() -> None:
     except WorkbenchError as exc:
         if _DEBUG["on"]:
             raise
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         sys.exit(1)
     except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")
@@ -229,6 +195,6 @@ def main() -> None:
             sys.exit(exc.exit_code)
         if _DEBUG["on"]:
             raise
-        err.print(f"[red]error:[/red] {type(exc).__name__}: {exc} (run with --debug for details)",
+        err.print(f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))} (run with --debug for details)",
                   highlight=False)
         sys.exit(1)

@@ -15,6 +15,8 @@ import polars as pl
 from connectors.base import Window
 from connectors.registry import connectors
 from workbench.errors import NotFoundError, ValidationError
+from workbench.formulas.api import Explanation
+from workbench.formulas.definitions import MetricChange
 from workbench.lake.schemas import TABLES
 from workbench.medallion import pipeline
 from workbench.medallion.pipeline import IngestResult, TransformResult
@@ -125,6 +127,62 @@ class Workspace:
                 raise ValidationError(f"{name} has no date column to filter on")
             lf = lf.filter(pl.col("date").is_between(win.start, win.end))
         return lf.collect()
+
+    # -- metrics -----------------------------------------------------------------------------
+
+    def metrics(self, metrics: list[str] | dict[str, str], by: list[str] | None = None, where: str | None = None,
+                start: dt.date | str | None = None, end: dt.date | str | None = None, *, engine: str = "sql",
+                formatted: bool = False) -> pl.DataFrame:
+        """Metrics (names or formulas) aggregated by dimensions, as ratios of sums.
+
+        ``ws.metrics(["spend", "cpa", "roas"], by=["platform"], where="platform IN ('meta', 'ttd')",
+        start="2026-10-01", end="2026-10-31")``. ``engine`` is "sql" (the query engine) or
+        "polars"; both give the same frame. ``formatted=True`` returns display strings.
+        """
+        from workbench.formulas import api
+        from workbench.formulas.display import format_frame
+
+        win = _window(start, end)
+        frame, formats = api.run(self.stores, self.org.id, metrics, by, where, win.start if win else None,
+                                 win.end if win else None, engine)
+        return format_frame(frame, formats, self.org.currency) if formatted else frame
+
+    def define_metric(self, name: str, formula: str, *, description: str = "", unit: str | None = None,
+                      format: str | None = None, comment: str = "") -> MetricChange:
+        """Validate and store this organisation's definition of a metric (a new version)."""
+        from workbench.formulas import definitions
+
+        return definitions.define(self.stores.db, self.org.id, name, formula, description=description,
+                                  unit=unit, format=format, comment=comment)
+
+    def remove_metric(self, name: str, *, comment: str = "") -> MetricChange:
+        """Remove this organisation's definition of a metric (a pack's definition returns)."""
+        from workbench.formulas import definitions
+
+        return definitions.remove(self.stores.db, self.org.id, name, comment=comment)
+
+    def metric_catalog(self) -> pl.DataFrame:
+        """Every name formulas can use: base metrics, derived metrics and dimensions."""
+        from workbench.formulas import api
+        from workbench.formulas.definitions import load_catalog
+
+        return api.catalog_frame(load_catalog(self.stores.db, self.org.id))
+
+    def metric_history(self, name: str) -> pl.DataFrame:
+        """Every version of this organisation's definition of ``name``."""
+        from workbench.formulas import definitions
+
+        rows = definitions.history(self.stores.db, self.org.id, name)
+        return pl.DataFrame([{"version": r.version, "created_at": r.created_at, "author": r.author,
+                              "comment": r.comment, "formula": (r.body or {}).get("formula"),
+                              "removed": r.body is None} for r in rows])
+
+    def explain(self, name_or_formula: str) -> Explanation:
+        """Dependency tree, unit, dependents and generated SQL of a metric or formula."""
+        from workbench.formulas import api
+        from workbench.formulas.definitions import load_catalog
+
+        return api.explain(load_catalog(self.stores.db, self.org.id), name_or_formula)
 
     def quarantine(self) -> pl.DataFrame:
         """Quarantined records with their reasons, newest first."""

@@ -6,7 +6,8 @@ from sqlalchemy import inspect
 from workbench.oltp.db import downgrade, make_engine, migrate
 from workbench.oltp.models import Base
 
-TABLES = {"organisations", "connections", "batches", "job_runs", "events", "alembic_version"}
+TABLES = {"organisations", "connections", "batches", "job_runs", "events", "config_versions",
+          "alembic_version"}
 
 
 def _check(url: str) -> None:

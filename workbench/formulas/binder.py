@@ -123,7 +123,7 @@ class Binder:
         return bound
 
     def _declare(self, bound: Bound, unit: Unit, text: str) -> Bound:
-        ok = bound.unit is unit or bound.unit in (Unit.NUMBER, Unit.NULL) and unit in NUMERIC or (
+        ok = bound.unit is unit or (bound.unit in (Unit.NUMBER, Unit.NULL) and unit in NUMERIC) or (
             compatible(bound.unit, unit) and bound.unit in NUMERIC and unit in NUMERIC)
         if not ok:
             raise FormulaError(f"the formula gives {article(bound.unit)}, but the definition declares "
@@ -136,7 +136,7 @@ class Binder:
         aggs = [(n, b) for n, b in parts if b.level == "agg"]
         if rows and aggs:
             raise self._error(
-                f"'{self._snippet(rows[0][0])}' has a value per row but '{self._snippet(aggs[0][0])}' is "
+                f"`{self._snippet(rows[0][0])}` has a value per row but `{self._snippet(aggs[0][0])}` is "
                 "aggregated over the group; put the row-level part inside an aggregate, e.g. "
                 "SUM(IF(platform = 'meta', spend, 0))", rows[0][0])
         return "agg" if aggs else "row" if rows else "const"
@@ -298,8 +298,8 @@ class Binder:
         if node.star and fn != "COUNT":
             raise self._error(f"only COUNT takes *: {_USAGE[fn]}", node)
         if not low <= n <= high:
-            raise self._error(f"{fn} takes {'%d' % low if low == high else f'{low} to {high}' if high < 99 else f'at least {low}'} "
-                              f"argument{'s' if high != 1 else ''}, got {n}: {_USAGE[fn]}", node)
+            count = str(low) if low == high else f"{low} to {high}" if high < 99 else f"at least {low}"
+            raise self._error(f"{fn} takes {count} argument{'s' if high != 1 else ''}, got {n}: {_USAGE[fn]}", node)
         if fn in AGGREGATES:
             return self._aggregate(node, fn, ctx)
         args = [self._bind(a, ctx) for a in node.args]
@@ -333,7 +333,8 @@ class Binder:
         first: tuple[s.Node, Bound] | None = None
         for arg_node, bound in parts:
             if numeric and bound.unit not in NUMERIC | {Unit.NULL, Unit.DATE}:
-                raise self._error(f"{node.name.upper()} needs numbers; {self._describe(arg_node, bound)} is not one", arg_node)
+                raise self._error(f"{node.name.upper()} needs numbers; {self._describe(arg_node, bound)} is not one",
+                                  arg_node)
             if first is not None and not compatible(unit, bound.unit):
                 raise self._error(f"{node.name.upper()} mixes {self._describe(first[0], first[1])} and "
                                   f"{self._describe(arg_node, bound)}", arg_node)
@@ -390,7 +391,8 @@ class Binder:
     def _fn_log(self, node: s.Call, parts: list[tuple[s.Node, Bound]], level: str) -> Bound:
         for arg_node, bound in parts:
             if bound.unit not in NUMERIC | {Unit.NULL}:
-                raise self._error(f"{node.name.upper()} needs numbers; {self._describe(arg_node, bound)} is not one", arg_node)
+                raise self._error(f"{node.name.upper()} needs numbers; {self._describe(arg_node, bound)} is not one",
+                                  arg_node)
         base = parts[1][1] if len(parts) == 2 else Lit(10, unit=Unit.NUMBER, vtype="int", level="const")
         if not (isinstance(base, Lit) and isinstance(base.value, (int, float)) and base.value > 0
                 and base.value != 1):

@@ -7,7 +7,9 @@ escapes (the fuzz tests hold us to that).
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TypedDict
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
@@ -33,13 +35,18 @@ def _parser() -> Lark:
     return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False)
 
 
-def _span(tok: Token) -> dict[str, int]:
+class _Pos(TypedDict):
+    start: int
+    end: int
+
+
+def _span(tok: Token) -> _Pos:
     start = tok.start_pos or 0
     end = tok.end_pos if tok.end_pos is not None else start + len(tok)
     return {"start": start, "end": end}
 
 
-def _join(first: s.Node, last: s.Node | Token) -> dict[str, int]:
+def _join(first: s.Node, last: s.Node | Token) -> _Pos:
     end = last.end if isinstance(last, s.Node) else _span(last)["end"]
     return {"start": first.start, "end": end}
 
@@ -188,11 +195,11 @@ def _syntax_error(exc: UnexpectedInput, text: str) -> FormulaError:
         hint = " (strings take single quotes: 'meta')" if char in "`" else ""
         return FormulaError(f"unexpected character {char!r}{hint}", text, pos, pos + 1)
     if isinstance(exc, UnexpectedEOF):
-        return FormulaError("the formula ends too early: " + _expected(exc.expected), text, len(text), len(text) + 1)
+        return FormulaError("the formula ends too early: " + _expected(exc.expected), text, len(text))
     if isinstance(exc, UnexpectedToken):
         tok = exc.token
         if tok.type == "$END":
-            return FormulaError("the formula ends too early: " + _expected(exc.expected), text, len(text), len(text) + 1)
+            return FormulaError("the formula ends too early: " + _expected(exc.expected), text, len(text))
         start, end = _span(tok)["start"], _span(tok)["end"]
         if tok.type == "COMP" and "COMP" not in exc.expected:
             return FormulaError("comparisons cannot be chained; combine two comparisons with AND",
@@ -207,8 +214,8 @@ def _syntax_error(exc: UnexpectedInput, text: str) -> FormulaError:
 _VALUE_START = frozenset({"NUMBER", "PERCENT", "STRING", "NAME", "LPAR", "TRUE", "FALSE", "NULL", "NOT", "ADD"})
 
 
-def _expected(names: set[str] | frozenset[str]) -> str:
-    names = {n for n in names if not n.startswith("__")}
+def _expected(expected: Iterable[str]) -> str:
+    names = {str(n) for n in expected if not str(n).startswith("__")}
     if names and names <= _VALUE_START:
         return "expected a value here (a number, a name, a 'quoted string' or '(')"
     names -= _VALUE_START

@@ -1,0 +1,50 @@
+"""What every CLI module shares: consoles, common options, and how frames are printed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from enum import Enum
+from typing import Annotated
+
+import polars as pl
+import typer
+from rich.console import Console
+from rich.table import Table
+
+out = Console()
+if not out.is_terminal:
+    out.width = 200  # piped or captured: don't squeeze tables to 80 columns
+err = Console(stderr=True, soft_wrap=True)
+_DEBUG = {"on": False}
+
+OrgOpt = Annotated[str, typer.Option("--org", help="Organisation slug, e.g. acme.")]
+FromOpt = Annotated[dt.datetime | None, typer.Option("--from", formats=["%Y-%m-%d"], help="First date (YYYY-MM-DD).")]
+ToOpt = Annotated[dt.datetime | None, typer.Option("--to", formats=["%Y-%m-%d"], help="Last date (YYYY-MM-DD).")]
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def print_frame(df: pl.DataFrame, title: str | None = None, fmt: Format = Format.table) -> None:
+    if fmt is Format.csv:
+        sys.stdout.write(df.write_csv())
+        return
+    if fmt is Format.json:
+        sys.stdout.write(df.write_json() + "\n")
+        return
+    table = Table(title=title, title_justify="left")
+    for name, dtype in df.schema.items():
+        table.add_column(name, justify="right" if dtype.is_numeric() else "left")
+    for row in df.iter_rows():
+        table.add_row(*["" if v is None else (f"{v:,.2f}" if isinstance(v, float) else
+                                               f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v))
+                        for v in row])
+    out.print(table)
+
+
+def _date(value: dt.datetime | None) -> dt.date | None:
+    return value.date() if value else None
