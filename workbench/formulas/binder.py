@@ -182,7 +182,7 @@ class Binder:
             return Col(d.name, d.column, None, d.truncate, unit=d.unit, vtype=d.vtype, level="row")
         if key in cat.base:
             m = cat.base[key]
-            col = Col(m.name, m.column, m.family, unit=m.unit, vtype=m.vtype, level="row")
+            col = Col(m.name, m.column, m.family, nullable=m.nullable, unit=m.unit, vtype=m.vtype, level="row")
             if ctx == "row":
                 return col
             if not m.additive:

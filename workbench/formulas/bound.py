@@ -34,6 +34,7 @@ class Col(Bound):
     column: str  # the gold column (spend_org, platform, date)
     family: str | None = None  # base metrics: which tables have the column
     truncate: str | None = None  # week / month dimensions
+    nullable: bool = True  # base metrics the platforms always report are not
 
 
 @dataclass(frozen=True)
@@ -73,3 +74,31 @@ def walk(node: Bound) -> list[Bound]:
 
 def columns(node: Bound) -> list[Col]:
     return [n for n in walk(node) if isinstance(n, Col)]
+
+
+_NULL_IF_ANY = {"neg", "add", "sub", "mul", "eq", "ne", "lt", "le", "gt", "ge", "and", "or", "not", "in",
+                "not_in", "abs", "round"}
+
+
+def can_be_null(node: Bound) -> bool:
+    """Whether ``node`` may evaluate to null (decides how SUM treats "no values")."""
+    if isinstance(node, Lit):
+        return node.value is None
+    if isinstance(node, Col):
+        return node.nullable
+    if isinstance(node, Slot):
+        return True
+    if isinstance(node, Agg):
+        if node.func in ("COUNT", "COUNT_DISTINCT"):
+            return False
+        return node.func != "SUM" or node.arg is None or can_be_null(node.arg)
+    assert isinstance(node, Op)
+    if node.op in ("is_null", "is_not_null"):
+        return False
+    if node.op in _NULL_IF_ANY:
+        return any(can_be_null(a) for a in node.args)
+    if node.op == "if":
+        return can_be_null(node.args[1]) or can_be_null(node.args[2])
+    if node.op in ("coalesce", "least", "greatest"):
+        return all(can_be_null(a) for a in node.args)
+    return True  # div, divide, log, ln: null on a zero or non-positive input

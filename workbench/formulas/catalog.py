@@ -35,6 +35,7 @@ class BaseMetric:
     family: str
     description: str
     additive: bool = True
+    nullable: bool = False  # True where platforms may not report it (SUM of only nulls is null)
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,11 @@ BASE_METRICS: dict[str, BaseMetric] = {m.name: m for m in (
     BaseMetric("clicks", "clicks", Unit.COUNT, "int", "ads", "Clicks."),
     BaseMetric("conversions", "conversions", Unit.COUNT, "float", "ads",
                "Attributed conversions (can be fractional)."),
-    BaseMetric("video_views", "video_views", Unit.COUNT, "int", "ads", "Video views, where the platform reports them."),
+    BaseMetric("video_views", "video_views", Unit.COUNT, "int", "ads", "Video views, where the platform reports them.",
+               nullable=True),
     BaseMetric("reach", "reach", Unit.COUNT, "int", "reach",
-               "Unique people reached: not additive, only at the grain the platform reported.", additive=False),
+               "Unique people reached: not additive, only at the grain the platform reported.", additive=False,
+               nullable=True),
     BaseMetric("budget", "budget_amount_org", Unit.MONEY, "float", "budget",
                "Campaign budget amount per campaign-day row, in the reporting currency."),
     BaseMetric("leads", "leads", Unit.COUNT, "int", "crm", "CRM deals created, attributed to the campaign."),

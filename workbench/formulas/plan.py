@@ -18,7 +18,7 @@ import polars as pl
 from workbench.errors import FormulaError
 from workbench.formulas import to_polars, to_sql
 from workbench.formulas.binder import Binder
-from workbench.formulas.bound import Agg, Bound, Col, Lit, Op, Slot, columns, walk
+from workbench.formulas.bound import Agg, Bound, Col, Lit, Op, Slot, can_be_null, columns, walk
 from workbench.formulas.catalog import FAMILY_TABLES, Catalog
 from workbench.formulas.units import Unit
 
@@ -111,19 +111,27 @@ def build(catalog: Catalog, metrics: list[str] | dict[str, str], by: list[str] |
     catalog_dims = catalog.dimensions
     needed_dims = {d.name for d in dims} | ({c.name for c in columns(filt) if c.family is None} if filt else set())
 
-    groups: dict[str, SourceGroup] = {}
-    slot_of: dict[Agg, Slot] = {}
+    wanted: dict[Agg, tuple[str, str]] = {}  # aggregate -> (family, table it needs)
     for label, node, _ in bound:
         for agg in [n for n in walk(node) if isinstance(n, Agg)]:
-            if agg in slot_of:
-                continue
-            family = _family(agg, label)
-            table = _pick_table(family, needed_dims, filter_has_metrics, catalog_dims, label, agg)
-            group = groups.setdefault(table, SourceGroup(table))
-            name = f"_a{len(slot_of)}"
-            group.slots[name] = agg
-            slot_of[agg] = Slot(name, agg.func in ("SUM", "COUNT", "COUNT_DISTINCT"),
-                                unit=agg.unit, vtype=agg.vtype, level="agg")
+            if agg not in wanted:
+                family = _family(agg, label)
+                inner_dims = {c.name for c in columns(agg) if c.family is None}
+                wanted[agg] = (family, _pick_table(family, needed_dims | inner_dims, filter_has_metrics,
+                                                   catalog_dims, label, agg))
+    # One scan per family: if any aggregate of a family needs the finer table, all of them use it.
+    family_table: dict[str, str] = {}
+    for family, table in wanted.values():
+        order = FAMILY_TABLES[family]
+        if family not in family_table or order.index(table) > order.index(family_table[family]):
+            family_table[family] = table
+    groups: dict[str, SourceGroup] = {}
+    slot_of: dict[Agg, Slot] = {}
+    for agg, (family, _) in wanted.items():
+        group = groups.setdefault(family_table[family], SourceGroup(family_table[family]))
+        name = f"_a{len(slot_of)}"
+        group.slots[name] = agg
+        slot_of[agg] = Slot(name, not can_be_null(agg), unit=agg.unit, vtype=agg.vtype, level="agg")
     outputs = [Output(label, _replace_aggs(node, slot_of), node.unit, node.vtype, fmt)
                for label, node, fmt in bound]
     if filt is not None:
@@ -138,8 +146,11 @@ def build(catalog: Catalog, metrics: list[str] | dict[str, str], by: list[str] |
 def _pick_table(family: str, needed: set[str], filter_has_metrics: bool, dims: dict, label: str,
                 agg: Agg) -> str:
     candidates = FAMILY_TABLES[family]
-    if filter_has_metrics and family == "ads":
-        candidates = candidates[-1:]  # a filter on row values means the finest rows
+    grain_free = agg.func == "SUM" and isinstance(agg.arg, Col)
+    if family == "ads" and (filter_has_metrics or not grain_free):
+        # Only a plain sum is the same over campaign-days and ad-days; counts, averages,
+        # row-level logic and filters on row values are defined over the finest rows.
+        candidates = candidates[-1:]
     for table in candidates:
         if all(table in dims[d].tables for d in needed):
             return table

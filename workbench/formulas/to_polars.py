@@ -1,7 +1,7 @@
 """Bound tree -> Polars expressions (one of the two backends; see ``to_sql`` for the other).
 
 Null rules shared with the SQL backend: any division by zero is null; LOG of a value <= 0 is
-null; SUM of no values is 0; AVG, MIN and MAX of no values are null; LEAST and GREATEST skip
+null; SUM of no rows is 0 and of only nulls null; AVG, MIN and MAX of no values are null; LEAST and GREATEST skip
 nulls; a null condition counts as false in IF and in filters.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import polars as pl
 
-from workbench.formulas.bound import Agg, Bound, Col, Lit, Op, Slot
+from workbench.formulas.bound import Agg, Bound, Col, Lit, Op, Slot, can_be_null
 
 DTYPES: dict[str, pl.DataType] = {"int": pl.Int64(), "float": pl.Float64(), "bool": pl.Boolean(),
                                   "string": pl.String(), "date": pl.Date(), "null": pl.Float64()}
@@ -74,7 +74,8 @@ def _aggregate(node: Agg) -> pl.Expr:
     if node.arg.level == "const":
         arg = pl.repeat(arg, pl.len())  # a literal counts once per row, as in SQL
     if node.func == "SUM":
-        return arg.sum()
+        # SUM of only nulls is null (a metric nobody reported), as in SQL; of no rows, 0
+        return pl.when(arg.count() > 0).then(arg.sum()) if can_be_null(node.arg) else arg.sum()
     if node.func == "AVG":
         return arg.mean()
     if node.func == "MIN":

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from workbench.formulas.bound import Agg, Bound, Col, Lit, Op, Slot
+from workbench.formulas.bound import Agg, Bound, Col, Lit, Op, Slot, can_be_null
 
 SQL_TYPES = {"int": "Int64", "float": "Float64", "bool": "Bool", "string": "String", "date": "Date",
              "null": "Float64"}
@@ -103,6 +103,8 @@ def compile_expr(node: Bound, params: Params) -> str:
     if isinstance(node, Agg):
         if node.arg is None:
             return "toInt64(count())"
+        if node.func == "SUM" and can_be_null(node.arg):
+            return f"sum({compile_expr(node.arg, params)})"  # null when every value is null
         return _AGGS[node.func].format(compile_expr(node.arg, params))
     assert isinstance(node, Op)
     args = [compile_expr(a, params) for a in node.args]
