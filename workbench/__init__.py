@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "ConfigError": "workbench.errors", "IsolationError": "workbench.errors",
+    "ConfigError": "workbench.errors", "FormulaError": "workbench.errors", "IsolationError": "workbench.errors",
     "NotFoundError": "workbench.errors", "PipelineError": "workbench.errors",
     "QueryError": "workbench.errors", "TransientError": "workbench.errors",
     "ValidationError": "workbench.errors", "WorkbenchError": "workbench.errors",
@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from workbench.demo import run_demo
     from workbench.errors import (
-        ConfigError, IsolationError, NotFoundError, PipelineError, QueryError, TransientError,
+        ConfigError, FormulaError, IsolationError, NotFoundError, PipelineError, QueryError, TransientError,
         ValidationError, WorkbenchError,
     )
     from workbench.settings import Settings, load_settings
