@@ -25,3 +25,18 @@ def test_quickstart(tmp_path):
     assert "acme rows:" in text and "globex rows: 0" in text
     assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs), \
         "the spend plot was drawn"
+
+
+def test_formula_playground(tmp_path):
+    out = tmp_path / "formulas.out.ipynb"
+    pm.execute_notebook(str(ROOT / "notebooks" / "formulas.ipynb"), str(out),
+                        parameters={"org": "acme", "days": 14, "home": str(tmp_path / "home")},
+                        kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
+    nb = nbformat.read(out, as_version=4)
+    text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+                     for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "ratio of sums" in text and "mean of daily ratios" in text
+    assert "fee_cpa = cpa * 1.15" in text and "Q4 agency fee" in text
+    assert "unknown metric 'cliks' — did you mean 'clicks'?" in text
+    assert "cannot add money (spend) and a count (clicks)" in text
+    assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
