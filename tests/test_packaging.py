@@ -21,7 +21,7 @@ def _name(requirement: str) -> str:
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = {_name(r) for r in project["dependencies"]}
-    for extra, reqs in project["optional-dependencies"].items():
+    for reqs in project["optional-dependencies"].values():
         wanted |= {_name(r) for r in reqs if not r.startswith("workbench")}
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     have = set()

@@ -25,7 +25,7 @@ def test_spill_groups_parts_and_cleans_up(tmp_path):
 def test_replace_is_one_commit_and_iter_batches_filters(settings):
     lake = Lake(settings)
     lake.ensure_tables()
-    rates = lambda quote, day, n: pa.table({  # noqa: E731
+    rates = lambda quote, day, n: pa.table({
         "date": [dt.date(2026, 1, day)] * n, "base": ["USD"] * n, "quote": [quote] * n,
         "rate": [1.0] * n, "origin": ["t"] * n}).cast(lake.table("silver.fx_rates").schema().as_arrow())
     lake.append("silver.fx_rates", rates("EUR", 1, 3))

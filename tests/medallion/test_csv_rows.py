@@ -35,7 +35,7 @@ def bronze(records: list[Any], batch_id: str = "b1") -> pl.DataFrame:
 
 def row(day: str = "2024-01-05", cost: str = "1", impr: str = "10", clicks: str = "1",
         **more: str) -> dict[str, str]:
-    return dict(zip(HEADERS, (day, "Brand", cost, impr, clicks)), **more)
+    return dict(zip(HEADERS, (day, "Brand", cost, impr, clicks), strict=True), **more)
 
 
 def parse(records: list[Any], **settings: Any) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -100,7 +100,7 @@ def test_every_row_is_accounted_for() -> None:
     good, bad = parse(records)
     assert good.height == 2 and bad.height == 5
     assert sorted(good["record_index"].to_list() + bad["record_index"].to_list()) == list(range(7))
-    checks = dict(zip(bad["record_index"], bad["check"]))
+    checks = dict(zip(bad["record_index"], bad["check"], strict=True))
     assert checks == {1: "invalid_number", 2: "invalid_json", 3: "invalid_json", 5: "csv_row",
                       6: "csv_row"}
     short = bad.filter(pl.col("record_index") == 6)["reason"][0]
