@@ -12,31 +12,30 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def test_quickstart(tmp_path):
-    out = tmp_path / "quickstart.out.ipynb"
-    pm.execute_notebook(str(ROOT / "notebooks" / "quickstart.ipynb"), str(out),
-                        parameters={"org": "acme", "days": 10, "home": str(tmp_path / "home")},
+def _execute(tmp_path, name: str, **parameters) -> tuple[str, bool]:
+    """Run notebooks/<name> with papermill; return its text outputs and whether it drew a plot."""
+    out = tmp_path / f"{name}.out.ipynb"
+    pm.execute_notebook(str(ROOT / "notebooks" / name), str(out),
+                        parameters={**parameters, "home": str(tmp_path / "home")},
                         kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
     nb = nbformat.read(out, as_version=4)
-    text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
-                     for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    return text, any("image/png" in o.get("data", {}) for o in outputs)
+
+
+def test_quickstart(tmp_path):
+    text, plotted = _execute(tmp_path, "quickstart.ipynb", org="acme", days=10)
     assert "records in =" in text and "quarantined" in text
     assert "refused: table functions are not allowed" in text
     assert "acme rows:" in text and "globex rows: 0" in text
-    assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs), \
-        "the spend plot was drawn"
+    assert plotted, "the spend plot was drawn"
 
 
 def test_formula_playground(tmp_path):
-    out = tmp_path / "formulas.out.ipynb"
-    pm.execute_notebook(str(ROOT / "notebooks" / "formulas.ipynb"), str(out),
-                        parameters={"org": "acme", "days": 14, "home": str(tmp_path / "home")},
-                        kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
-    nb = nbformat.read(out, as_version=4)
-    text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
-                     for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    text, plotted = _execute(tmp_path, "formulas.ipynb", org="acme", days=14)
     assert "ratio of sums" in text and "mean of daily ratios" in text
     assert "fee_cpa = cpa * 1.15" in text and "Q4 agency fee" in text
     assert "unknown metric 'cliks' — did you mean 'clicks'?" in text
     assert "cannot add money (spend) and a count (clicks)" in text
-    assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert plotted, "the CPA plot was drawn"
