@@ -45,3 +45,17 @@ def test_query_bench_compares_engines(tmp_path):
     stats = json.loads(out.read_text())["stats"]
     assert {"workbench", "duckdb", "polars"} <= set(stats)
     assert all(s["n"] == 3 for s in stats.values())
+
+
+def test_formula_bench_compares_compiled_hand_and_row_by_row(tmp_path):
+    out = tmp_path / "formulas.json"
+    stdout = _run("formulas.py", "--quick", "--rows", "50000", "--python-rows", "5000",
+                  "--runs", "2", "--days", "14", "--sql-runs", "2", "--warmup", "1", "--out", str(out))
+    assert "compiled/hand =" in stdout and "row-by-row/compiled =" in stdout
+    assert "ratio sql/polars engine" in stdout and "sql latency" in stdout
+    results = json.loads(out.read_text())
+    assert len(results["queries"]) == 2
+    for query in results["queries"].values():
+        assert query["groups"] > 0 and query["row_by_row"]["rows"] == 5000
+        assert set(query["timing"]) == {"compiled", "hand", "compiled-prebuilt"}
+    assert results["sql"]["gold_rows"] > 0 and results["sql"]["stats"]["sql"]["n"] == 2

@@ -66,9 +66,13 @@ def children(node: Bound) -> tuple[Bound, ...]:
 
 
 def walk(node: Bound) -> list[Bound]:
-    out = [node]
-    for child in children(node):
-        out.extend(walk(child))
+    """Every node, parents before children (iterative: trees can be deep)."""
+    out: list[Bound] = []
+    todo = [node]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(reversed(children(current)))
     return out
 
 
@@ -96,9 +100,9 @@ def can_be_null(node: Bound) -> bool:
     if node.op in ("is_null", "is_not_null"):
         return False
     if node.op in _NULL_IF_ANY:
-        return any(can_be_null(a) for a in node.args)
+        return any([can_be_null(a) for a in node.args])
     if node.op == "if":
         return can_be_null(node.args[1]) or can_be_null(node.args[2])
     if node.op in ("coalesce", "least", "greatest"):
-        return all(can_be_null(a) for a in node.args)
+        return all([can_be_null(a) for a in node.args])
     return True  # div, divide, log, ln: null on a zero or non-positive input

@@ -19,6 +19,9 @@ from workbench.formulas import syntax as s
 
 MAX_LENGTH = 20_000
 MAX_DEPTH = 200
+MAX_TREE_DEPTH = 250
+TOO_DEEP = (f"the formula has more than {MAX_TREE_DEPTH} operations in a chain; split it into metrics "
+            "that reference each other")
 
 # What the parser expected, in words a person reads (terminal name -> description).
 _EXPECTED = {
@@ -225,10 +228,28 @@ def _expected(expected: Iterable[str]) -> str:
     return "expected " + ", ".join(words[:-1]) + (" or " if len(words) > 1 else "") + words[-1]
 
 
+def _tree_depth(node: s.Node) -> int:
+    deepest, todo = 0, [(node, 1)]
+    while todo:
+        current, depth = todo.pop()
+        deepest = max(deepest, depth)
+        todo.extend((child, depth + 1) for child in s.children(current))
+    return deepest
+
+
 def parse(text: str) -> s.Node:
-    """Parse formula ``text`` into a syntax tree, or raise a positioned ``FormulaError``."""
+    """Parse formula ``text`` into a syntax tree, or raise a positioned ``FormulaError``.
+
+    Trees are immutable, so parses are cached by text (a dashboard parses the same formulas on
+    every refresh); errors are raised each time, never cached.
+    """
     if not isinstance(text, str):
         raise FormulaError(f"a formula is text, not {type(text).__name__}")
+    return _parse(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str) -> s.Node:
     if not text.strip():
         raise FormulaError("the formula is empty")
     if len(text) > MAX_LENGTH:
@@ -237,12 +258,17 @@ def parse(text: str) -> s.Node:
         raise FormulaError(f"the formula nests brackets more than {MAX_DEPTH} deep")
     try:
         tree = _parser().parse(text)
-        return _Build(text).transform(tree)
+        node = _Build(text).transform(tree)
     except UnexpectedInput as exc:
         raise _syntax_error(exc, text) from None
     except VisitError as exc:
         if isinstance(exc.orig_exc, FormulaError):
             raise exc.orig_exc from None
         raise FormulaError(f"the formula could not be read: {exc.orig_exc}", text) from None
-    except (LarkError, RecursionError) as exc:
+    except RecursionError:
+        raise FormulaError(TOO_DEEP, text) from None
+    except LarkError as exc:
         raise FormulaError(f"the formula could not be read: {type(exc).__name__}", text) from None
+    if _tree_depth(node) > MAX_TREE_DEPTH:
+        raise FormulaError(TOO_DEEP, text)
+    return node

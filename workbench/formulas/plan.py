@@ -21,6 +21,7 @@ from workbench.formulas.binder import Binder
 from workbench.formulas.bound import Agg, Bound, Col, Lit, Op, Slot, can_be_null, columns, walk
 from workbench.formulas.catalog import FAMILY_TABLES, Catalog
 from workbench.formulas.units import Unit
+from workbench.lake.schemas import TABLES
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,15 @@ def build(catalog: Catalog, metrics: list[str] | dict[str, str], by: list[str] |
     ``metrics`` are names from the catalog or ad-hoc formulas (labelled by their text); a dict
     gives labels to formulas.
     """
+    try:
+        return _build(catalog, metrics, by, where, start, end)
+    except RecursionError:
+        raise FormulaError("the metrics reference each other too deeply to evaluate; "
+                           "flatten the chain of definitions") from None
+
+
+def _build(catalog: Catalog, metrics: list[str] | dict[str, str], by: list[str] | None = None,
+          where: str | None = None, start: dt.date | None = None, end: dt.date | None = None) -> Plan:
     binder = Binder(catalog)
     requested = metrics.items() if isinstance(metrics, dict) else [(m, m) for m in metrics]
     if not requested:
@@ -119,6 +129,9 @@ def build(catalog: Catalog, metrics: list[str] | dict[str, str], by: list[str] |
                 inner_dims = {c.name for c in columns(agg) if c.family is None}
                 wanted[agg] = (family, _pick_table(family, needed_dims | inner_dims, filter_has_metrics,
                                                    catalog_dims, label, agg))
+    if not wanted:  # only constants: still one row per group of the dimensions
+        rows = Agg("COUNT", None, unit=Unit.COUNT, vtype="int", level="agg")
+        wanted[rows] = ("ads", _pick_table("ads", needed_dims, filter_has_metrics, catalog_dims, "rows", rows))
     # One scan per family: if any aggregate of a family needs the finer table, all of them use it.
     family_table: dict[str, str] = {}
     for family, table in wanted.values():
@@ -136,10 +149,13 @@ def build(catalog: Catalog, metrics: list[str] | dict[str, str], by: list[str] |
                for label, node, fmt in bound]
     if filt is not None:
         for group in groups.values():
-            missing = [c.name for c in columns(filt) if c.family is None
-                       and group.table not in catalog_dims[c.name].tables]
+            have = TABLES[group.table].column_names
+            missing = sorted({c.name for c in columns(filt) if c.column not in have})
             if missing:
-                raise FormulaError(f"the filter uses {', '.join(missing)}, which {group.table} does not have")
+                uses = sorted({c.name for agg in group.slots.values() for c in columns(agg)}) or ["rows"]
+                raise FormulaError(f"the filter uses {', '.join(missing)}, which {group.table} (where "
+                                   f"{', '.join(uses)} come from) does not have; filter those metrics by "
+                                   "dimensions it has, or query them separately")
     return Plan(dims, outputs, list(groups.values()), filt, start, end)
 
 

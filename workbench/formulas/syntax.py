@@ -75,20 +75,24 @@ class Call(Node):
     star: bool = False  # COUNT(*)
 
 
+def children(node: Node) -> tuple[Node, ...]:
+    if isinstance(node, Unary | IsNull):
+        return (node.operand,)
+    if isinstance(node, Binary):
+        return (node.left, node.right)
+    if isinstance(node, In):
+        return (node.operand, *node.items)
+    if isinstance(node, Call):
+        return node.args
+    return ()
+
+
 def walk(node: Node) -> list[Node]:
-    """Every node of the tree, parents before children."""
-    out = [node]
-    children: tuple[Node, ...] = ()
-    if isinstance(node, Unary):
-        children = (node.operand,)
-    elif isinstance(node, Binary):
-        children = (node.left, node.right)
-    elif isinstance(node, In):
-        children = (node.operand, *node.items)
-    elif isinstance(node, IsNull):
-        children = (node.operand,)
-    elif isinstance(node, Call):
-        children = node.args
-    for child in children:
-        out.extend(walk(child))
+    """Every node of the tree, parents before children (iterative: trees can be deep)."""
+    out: list[Node] = []
+    todo = [node]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(reversed(children(current)))
     return out

@@ -102,7 +102,7 @@ def compile_expr(node: Bound) -> pl.Expr:
         values = [a.value for a in node.args[1:] if isinstance(a, Lit)]
         vtypes = {node.args[0].vtype, *(a.vtype for a in node.args[1:])}
         dtype = pl.Float64() if "float" in vtypes else DTYPES[node.args[0].vtype]
-        member = compile_expr(node.args[0]).is_in(pl.Series(values, dtype=dtype))
+        member = compile_expr(node.args[0]).cast(dtype).is_in(pl.Series(values, dtype=dtype))  # clicks IN (0.5)
         return ~member if node.op == "not_in" else member
     if node.op == "round":
         digits = node.args[1]

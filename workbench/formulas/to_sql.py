@@ -40,7 +40,7 @@ def _div(a: str, b: str) -> str:
 
 
 _OPS: dict[str, Callable[..., str]] = {
-    "neg": lambda a: f"(-{a})",
+    "neg": lambda a: f"(-({a}))",  # never "--": that starts a comment
     "add": lambda a, b: f"({a} + {b})",
     "sub": lambda a, b: f"({a} - {b})",
     "mul": lambda a, b: f"({a} * {b})",
@@ -92,6 +92,22 @@ def column_sql(node: Col) -> str:
     return ident(node.column)
 
 
+def _typed(node: Bound, sql: str, vtype: str) -> str:
+    """``sql`` as the ClickHouse type of ``vtype``, for the branches of if/coalesce/least/greatest.
+
+    ClickHouse has no common type for Int64 and Float64 (or UInt64 and Int64): ``if`` then
+    returns a Variant (which Arrow and aggregates refuse) and ``least`` fails. Columns, slots
+    and small literals already have a type that mixes; everything else is converted.
+    """
+    if vtype not in ("int", "float") or node.vtype == "null":
+        return sql
+    if isinstance(node, Lit) and (node.vtype == vtype or (isinstance(node.value, int) and abs(node.value) < 2**31)):
+        return sql
+    if node.vtype == vtype and (vtype == "float" or isinstance(node, (Col, Slot))):
+        return sql  # float expressions are Float64; integer ones may be UInt64 (abs, sums of literals)
+    return f"{'toFloat64' if vtype == 'float' else 'toInt64'}({sql})"
+
+
 def compile_expr(node: Bound, params: Params) -> str:
     """ClickHouse SQL for ``node``; literal strings and dates are added to ``params``."""
     if isinstance(node, Lit):
@@ -104,10 +120,22 @@ def compile_expr(node: Bound, params: Params) -> str:
         if node.arg is None:
             return "toInt64(count())"
         if node.func == "SUM" and can_be_null(node.arg):
-            return f"sum({compile_expr(node.arg, params)})"  # null when every value is null
-        return _AGGS[node.func].format(compile_expr(node.arg, params))
+            sql = f"sum({compile_expr(node.arg, params)})"  # null when every value is null
+        elif node.func == "COUNT_DISTINCT" and node.arg.vtype == "float":
+            sql = f"toInt64(uniqExact(({compile_expr(node.arg, params)}) + 0))"  # -0.0 + 0 is 0.0: one value
+        else:
+            sql = _AGGS[node.func].format(compile_expr(node.arg, params))
+        if node.vtype == "int" and node.func in ("SUM", "MIN", "MAX") and not isinstance(node.arg, Col):
+            sql = f"toInt64({sql})"  # sum(if(c, 1, 0)) is UInt64, abs() too: slots are Int64 or Float64
+        return sql
     assert isinstance(node, Op)
     args = [compile_expr(a, params) for a in node.args]
+    if node.op == "if":
+        args[1:] = [_typed(a, sql, node.vtype) for a, sql in zip(node.args[1:], args[1:], strict=True)]
+    elif node.op in ("coalesce", "least", "greatest"):
+        args = [_typed(a, sql, node.vtype) for a, sql in zip(node.args, args, strict=True)]
+    elif node.op == "divide":
+        args[2] = _typed(node.args[2], args[2], "float")
     if node.op in ("in", "not_in"):
         keyword = "NOT IN" if node.op == "not_in" else "IN"
         return f"({args[0]} {keyword} ({', '.join(args[1:])}))"

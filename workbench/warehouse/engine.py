@@ -56,14 +56,41 @@ def _engine_cwd() -> Iterator[None]:
         os.chdir(previous)
 
 
+_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r", "\0": "\\0",
+                          "\b": "\\b", "\f": "\\f"})
+
+
 def _param_value(value: Any) -> Any:
+    """A Python value as chDB expects a query parameter.
+
+    ClickHouse reads parameter values in its escaped text format (as in TSV), so a backslash
+    in a string would start an escape sequence ('Bra\\x6ed' would become 'Brand') and a newline
+    would end the value: both are escaped, so every string means itself.
+    """
+    if isinstance(value, str):
+        return value.translate(_ESCAPES)
     if isinstance(value, dt.datetime):
         return value.isoformat(sep=" ")
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, (list, tuple)):
-        return [_param_value(v) for v in value]
+        return "[" + ", ".join(_array_item(v) for v in value) + "]"
     return value
+
+
+def _array_item(value: Any) -> str:
+    """One element of an array parameter, written as a ClickHouse literal (strings quoted)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_array_item(v) for v in value) + "]"
+    text = value.isoformat(sep=" ") if isinstance(value, dt.datetime) else (
+        value.isoformat() if isinstance(value, dt.date) else str(value))
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 class Warehouse(Protocol):
