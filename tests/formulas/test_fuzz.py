@@ -294,19 +294,8 @@ def test_generated_sql_names_only_catalog_columns(case):
 # -- end to end on the real engine: two organisations in one lake ------------------------------
 
 @pytest.fixture(scope="module")
-def two_orgs(tmp_path_factory):
-    from formula_helpers import load_gold
-
-    from workbench.oltp import repo
-    from workbench.settings import load_settings
-    from workbench.stores import close_all, init
-
-    stores = init(load_settings(home=tmp_path_factory.mktemp("fuzz") / "home", progress=False))
-    repo.create_org(stores.db, "acme", "Acme", "USD", "UTC")
-    repo.create_org(stores.db, "globex", "Globex", "EUR", "UTC")
-    load_gold(stores)
-    yield stores
-    close_all()
+def two_orgs(gold_stores):
+    return gold_stores
 
 
 def _both(stores, org: str, metrics, by=(), where=None, start=None, end=None) -> pl.DataFrame:

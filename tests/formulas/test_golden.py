@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from formula_helpers import UPDATE, frame_text, load_gold, read_cases, write_cases
+from formula_helpers import UPDATE, frame_text, read_cases, write_cases
 from workbench.formulas import api
 from workbench.formulas import plan as planner
 from workbench.formulas.catalog import Catalog
@@ -30,19 +30,6 @@ def test_sql(case):
     _actual["sql.txt"][case.title] = actual
     if not UPDATE:
         assert actual == case.expected
-
-
-@pytest.fixture(scope="module")
-def gold_stores(tmp_path_factory):
-    from workbench.oltp import repo
-    from workbench.settings import load_settings
-    from workbench.stores import init
-
-    stores = init(load_settings(home=tmp_path_factory.mktemp("golden") / "home", progress=False))
-    repo.create_org(stores.db, "acme", "Acme", "USD", "UTC")
-    repo.create_org(stores.db, "globex", "Globex", "EUR", "UTC")
-    load_gold(stores)
-    return stores
 
 
 @pytest.mark.parametrize("case", RESULT_CASES, ids=[c.title for c in RESULT_CASES])

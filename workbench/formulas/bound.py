@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from workbench.formulas.syntax import preorder
 from workbench.formulas.units import Unit
 
 
@@ -66,14 +67,8 @@ def children(node: Bound) -> tuple[Bound, ...]:
 
 
 def walk(node: Bound) -> list[Bound]:
-    """Every node, parents before children (iterative: trees can be deep)."""
-    out: list[Bound] = []
-    todo = [node]
-    while todo:
-        current = todo.pop()
-        out.append(current)
-        todo.extend(reversed(children(current)))
-    return out
+    """Every node of the bound tree, parents before children."""
+    return preorder(node, children)
 
 
 def columns(node: Bound) -> list[Col]:

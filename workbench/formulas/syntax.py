@@ -6,7 +6,11 @@ metrics, units or backends. ``start``/``end`` are character offsets into the for
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -87,12 +91,17 @@ def children(node: Node) -> tuple[Node, ...]:
     return ()
 
 
-def walk(node: Node) -> list[Node]:
-    """Every node of the tree, parents before children (iterative: trees can be deep)."""
-    out: list[Node] = []
-    todo = [node]
+def preorder(root: T, children_of: Callable[[T], tuple[T, ...]]) -> list[T]:
+    """Every node of a tree, parents before children (iterative: trees can be deep)."""
+    out: list[T] = []
+    todo = [root]
     while todo:
         current = todo.pop()
         out.append(current)
-        todo.extend(reversed(children(current)))
+        todo.extend(reversed(children_of(current)))
     return out
+
+
+def walk(node: Node) -> list[Node]:
+    """Every node of the syntax tree, parents before children."""
+    return preorder(node, children)
