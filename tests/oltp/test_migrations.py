@@ -7,6 +7,7 @@ from workbench.oltp.db import downgrade, make_engine, migrate
 from workbench.oltp.models import Base
 
 TABLES = {"organisations", "connections", "batches", "job_runs", "events", "config_versions",
+          "rule_evaluations", "rule_states", "alerts", "notifications", "inbox_messages", "action_requests",
           "alembic_version"}
 
 

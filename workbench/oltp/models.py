@@ -116,3 +116,123 @@ class ConfigVersion(Base):
     author: Mapped[str] = mapped_column(String(200))
     comment: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=_now)
+
+
+# -- rules, alerts, actions and notifications (the rule-engine issue) -----------------------
+
+class RuleEvaluation(Base):
+    """One evaluation of one rule version: the data it saw, what matched, what it did."""
+
+    __tablename__ = "rule_evaluations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    rule: Mapped[str] = mapped_column(String(200))
+    rule_version: Mapped[int] = mapped_column(Integer)
+    as_of: Mapped[dt.date] = mapped_column(Date)  # the "today" of the windows
+    snapshots: Mapped[dict[str, Any]] = mapped_column(default=dict)  # gold table -> Iceberg snapshot id
+    evaluated_at: Mapped[dt.datetime] = mapped_column(default=_now)
+    matched: Mapped[int] = mapped_column(Integer, default=0)
+    fired: Mapped[int] = mapped_column(Integer, default=0)
+    matches: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"rows": [{entity, values, fired, why}]}
+    actions: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"taken": [...], "skipped": [...]}
+    outcome: Mapped[str] = mapped_column(String(32), default="ok")  # ok / capped / failed
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class RuleState(Base):
+    """Per rule and entity: whether it matched last time and when it last fired (transitions, cooldown)."""
+
+    __tablename__ = "rule_states"
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True)
+    rule: Mapped[str] = mapped_column(String(200), primary_key=True)
+    entity: Mapped[str] = mapped_column(String(400), primary_key=True)
+    matched: Mapped[bool] = mapped_column(default=False)
+    last_fired_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=_now, onupdate=_now)
+
+
+class Alert(Base):
+    """A rule fired for one entity: what it saw and the message people get."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    rule: Mapped[str] = mapped_column(String(200))
+    evaluation_id: Mapped[str | None] = mapped_column(ForeignKey("rule_evaluations.id", ondelete="SET NULL"))
+    entity: Mapped[str] = mapped_column(String(400))
+    values: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    title: Mapped[str] = mapped_column(String(400))
+    body: Mapped[str] = mapped_column(Text, default="")
+    severity: Mapped[str] = mapped_column(String(16), default="warning")
+    created_at: Mapped[dt.datetime] = mapped_column(default=_now)
+
+
+class Notification(Base):
+    """The outbox: one message to one channel target, delivered by the dispatcher with retries."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (UniqueConstraint("idempotency_key"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(32))  # email / slack / inapp / webhook
+    target: Mapped[str] = mapped_column(String(400))  # address, configured channel name, user
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)  # subject, text, blocks, alerts...
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending/sending/sent/failed/dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=_now)
+    claimed_at: Mapped[dt.datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=_now)
+    sent_at: Mapped[dt.datetime | None]
+
+
+class InboxMessage(Base):
+    """The in-app inbox: one message for one user of an organisation."""
+
+    __tablename__ = "inbox_messages"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    user: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(String(400))
+    body: Mapped[str] = mapped_column(Text, default="")
+    notification_id: Mapped[str | None] = mapped_column(String(32), unique=True)  # delivered once
+    created_at: Mapped[dt.datetime] = mapped_column(default=_now)
+    read_at: Mapped[dt.datetime | None]
+
+
+class ActionRequest(Base):
+    """A platform action a rule asked for: dry run, waiting for approval, executed, failed or expired.
+
+    ``before``/``after`` are the platform's values around the change; ``undo`` is the request
+    that reverts it (a budget change records the old budget).
+    """
+
+    __tablename__ = "action_requests"
+    __table_args__ = (UniqueConstraint("idempotency_key"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    rule: Mapped[str | None] = mapped_column(String(200))
+    evaluation_id: Mapped[str | None] = mapped_column(String(32))
+    platform: Mapped[str] = mapped_column(String(64))
+    level: Mapped[str] = mapped_column(String(32))  # campaign / ad_group / ad
+    entity_id: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32))  # pause / resume / set_budget / change_budget
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(32))  # dry_run/pending_approval/approved/executed/failed/expired/rejected
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    undo: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[dt.datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[dt.datetime | None]
+    executed_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=_now)
