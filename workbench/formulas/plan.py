@@ -17,7 +17,7 @@ import polars as pl
 
 from workbench.errors import FormulaError
 from workbench.formulas import to_polars, to_sql
-from workbench.formulas.binder import Binder
+from workbench.formulas.binder import Binder, WindowResolver
 from workbench.formulas.bound import Agg, Bound, Col, Lit, Op, Slot, can_be_null, columns, walk
 from workbench.formulas.catalog import FAMILY_TABLES, Catalog
 from workbench.formulas.units import Unit
@@ -73,22 +73,24 @@ def _family(agg: Agg, label: str) -> str:
 
 
 def build(catalog: Catalog, metrics: list[str] | dict[str, str], by: list[str] | None = None,
-          where: str | None = None, start: dt.date | None = None, end: dt.date | None = None) -> Plan:
+          where: str | None = None, start: dt.date | None = None, end: dt.date | None = None, *,
+          windows: WindowResolver | None = None) -> Plan:
     """Bind the requested metrics, dimensions and filter, and assign tables and slots.
 
     ``metrics`` are names from the catalog or ad-hoc formulas (labelled by their text); a dict
     gives labels to formulas.
     """
     try:
-        return _build(catalog, metrics, by, where, start, end)
+        return _build(catalog, metrics, by, where, start, end, windows)
     except RecursionError:
         raise FormulaError("the metrics reference each other too deeply to evaluate; "
                            "flatten the chain of definitions") from None
 
 
-def _build(catalog: Catalog, metrics: list[str] | dict[str, str], by: list[str] | None = None,
-          where: str | None = None, start: dt.date | None = None, end: dt.date | None = None) -> Plan:
-    binder = Binder(catalog)
+def _build(catalog: Catalog, metrics: list[str] | dict[str, str], by: list[str] | None,
+           where: str | None, start: dt.date | None, end: dt.date | None,
+           windows: WindowResolver | None) -> Plan:
+    binder = Binder(catalog, windows=windows)
     requested = metrics.items() if isinstance(metrics, dict) else [(m, m) for m in metrics]
     if not requested:
         raise FormulaError("ask for at least one metric, e.g. metrics=['spend', 'cpa']")
@@ -159,10 +161,24 @@ def _build(catalog: Catalog, metrics: list[str] | dict[str, str], by: list[str] 
     return Plan(dims, outputs, list(groups.values()), filt, start, end)
 
 
+def _one_column(node: Bound) -> bool:
+    """A base column, or IF(condition on dimensions, such a value, a literal): summing it gives
+    the same over campaign-days as over ad-days (a time window is such a condition)."""
+    if isinstance(node, Col):
+        return node.family is not None
+    if isinstance(node, Lit):
+        return node.value in (0, None)
+    if isinstance(node, Op) and node.op == "if":
+        cond, then, other = node.args
+        return (all(c.family is None for c in columns(cond)) and _one_column(then)
+                and isinstance(other, Lit) and other.value in (0, None))
+    return False
+
+
 def _pick_table(family: str, needed: set[str], filter_has_metrics: bool, dims: dict, label: str,
                 agg: Agg) -> str:
     candidates = FAMILY_TABLES[family]
-    grain_free = agg.func == "SUM" and isinstance(agg.arg, Col)
+    grain_free = agg.func == "SUM" and agg.arg is not None and _one_column(agg.arg)
     if family == "ads" and (filter_has_metrics or not grain_free):
         # Only a plain sum is the same over campaign-days and ad-days; counts, averages,
         # row-level logic and filters on row values are defined over the finest rows.
