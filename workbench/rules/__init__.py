@@ -1,0 +1,1 @@
+"""The rule engine: rules over gold, actions and their records."""
