@@ -10,6 +10,7 @@ from typing import Annotated
 import polars as pl
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 out = Console()
@@ -36,12 +37,13 @@ def print_frame(df: pl.DataFrame, title: str | None = None, fmt: Format = Format
     if fmt is Format.json:
         sys.stdout.write(df.write_json() + "\n")
         return
-    table = Table(title=title, title_justify="left")
+    # cells are data, not rich markup: "cpa[last_7d]" must print as written
+    table = Table(title=escape(title) if title else None, title_justify="left")
     for name, dtype in df.schema.items():
-        table.add_column(name, justify="right" if dtype.is_numeric() else "left")
+        table.add_column(escape(name), justify="right" if dtype.is_numeric() else "left")
     for row in df.iter_rows():
         table.add_row(*["" if v is None else (f"{v:,.2f}" if isinstance(v, float) else
-                                               f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v))
+                                               f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else escape(str(v)))
                         for v in row])
     out.print(table)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -17,6 +17,9 @@ from connectors.registry import connectors
 from workbench.errors import NotFoundError, ValidationError
 from workbench.formulas.api import Explanation
 from workbench.formulas.definitions import MetricChange
+
+if TYPE_CHECKING:
+    from workbench.rules.api import Rules
 from workbench.lake.schemas import TABLES
 from workbench.medallion import pipeline
 from workbench.medallion.pipeline import IngestResult, TransformResult
@@ -127,6 +130,16 @@ class Workspace:
                 raise ValidationError(f"{name} has no date column to filter on")
             lf = lf.filter(pl.col("date").is_between(win.start, win.end))
         return lf.collect()
+
+    # -- rules ---------------------------------------------------------------------------------
+
+    @property
+    def rules(self) -> Rules:
+        """Rules: ``ws.rules.list()``, ``.define(doc)``, ``.preview(name)``, ``.backtest(name, start, end)``,
+        ``.evaluate()``, ``.history()``."""
+        from workbench.rules.api import Rules
+
+        return Rules(self)
 
     # -- metrics -----------------------------------------------------------------------------
 

@@ -226,7 +226,7 @@ class ActionRequest(Base):
     kind: Mapped[str] = mapped_column(String(32))  # pause / resume / set_budget / change_budget
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     idempotency_key: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(32))  # dry_run/pending_approval/approved/executed/failed/expired/rejected
+    status: Mapped[str] = mapped_column(String(32))  # dry_run/pending_approval/executed/failed/expired/rejected
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     undo: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -244,7 +244,6 @@ def _queue_notifications(session: Any, org_id: str, rule: Rule, evaluation_id: s
         if action.type not in ("notify", "webhook"):
             continue
         items = [{"title": render(action.message, row, fmt, currency, rule), "text": rule.description,
-                  "entity": row["entity"],
                   "values": {k: format_value(row[k], fmt.get(k, "number"), currency) for k in fmt if k != MATCH}}
                  for row in fired]
         payload = {"title": f"{rule.title or rule.name}: {len(fired)} match{'es' if len(fired) > 1 else ''}",

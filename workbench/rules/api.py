@@ -1,0 +1,133 @@
+"""``ws.rules``: the rule operations of one organisation, for notebooks and the CLI."""
+
+from __future__ import annotations
+
+import builtins
+import datetime as dt
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+import yaml
+from sqlalchemy import select
+
+from workbench.errors import NotFoundError, ValidationError
+from workbench.formulas.definitions import load_catalog
+from workbench.oltp.models import ConfigVersion, RuleEvaluation
+from workbench.rules import definitions, engine
+from workbench.rules.definitions import StoredRule
+from workbench.rules.model import Rule
+
+if TYPE_CHECKING:
+    from workbench.workspace import Workspace
+
+
+def read_document(doc: dict[str, Any] | str | Path | Rule) -> dict[str, Any] | Rule:
+    """A rule given as a dict, a Rule, YAML text or a YAML file path."""
+    if isinstance(doc, (dict, Rule)):
+        return doc
+    is_file = isinstance(doc, Path) or (isinstance(doc, str) and "\n" not in doc and doc.endswith((".yaml", ".yml")))
+    if is_file and not Path(doc).is_file():
+        raise NotFoundError(f"rule file {doc} does not exist")
+    text = Path(doc).read_text() if is_file else str(doc)
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValidationError(f"the rule is not valid YAML: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise ValidationError("a rule document is a mapping (name, condition, actions, ...)")
+    return loaded
+
+
+class Rules:
+    """Rules of one organisation: list, define, validate, preview, backtest, evaluate, history."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self.org_id = ws.org.id
+
+    def _stored(self, rule: str | dict[str, Any] | Rule | Path) -> StoredRule:
+        if isinstance(rule, str) and "\n" not in rule and not rule.endswith((".yaml", ".yml")):
+            return definitions.get_rule(self.ws.stores.db, self.org_id, rule)
+        parsed = definitions.validate(self.ws.stores.db, self.org_id, read_document(rule))
+        return StoredRule(parsed, "draft", 0)
+
+    def list(self) -> pl.DataFrame:
+        """Every rule: the pack's and the organisation's own, with version and whether enabled."""
+        rows = [{"name": n, "title": r.rule.title, "enabled": r.rule.enabled, "level": r.rule.level,
+                 "origin": r.origin, "version": r.version, "schedule": r.rule.schedule,
+                 "condition": r.rule.condition}
+                for n, r in sorted(definitions.load_rules(self.ws.stores.db, self.org_id).items())]
+        return pl.DataFrame(rows)
+
+    def show(self, name: str) -> Rule:
+        return definitions.get_rule(self.ws.stores.db, self.org_id, name).rule
+
+    def validate(self, doc: dict[str, Any] | str | Path | Rule) -> Rule:
+        """Check a rule document completely without saving it."""
+        return definitions.validate(self.ws.stores.db, self.org_id, read_document(doc))
+
+    def define(self, doc: dict[str, Any] | str | Path | Rule, *, comment: str = "") -> int:
+        """Validate and save a rule (a new version); returns the version number."""
+        return definitions.define(self.ws.stores.db, self.org_id, read_document(doc), comment=comment).version
+
+    def enable(self, name: str, enabled: bool = True, *, comment: str = "") -> int:
+        """Save a new version of a rule (the pack's, or the organisation's) with ``enabled`` set."""
+        rule = self.show(name).model_copy(update={"enabled": enabled})
+        return self.define(rule, comment=comment or ("enabled" if enabled else "disabled"))
+
+    def preview(self, rule: str | dict[str, Any] | Rule | Path, as_of: dt.date | str | None = None,
+                *, engine_name: str = "sql") -> pl.DataFrame:
+        """Entities that match now, with the values that made them match and whether they would fire."""
+        stored = self._stored(rule)
+        day = _date(as_of) or engine._today(self.ws.org.timezone)
+        frame, _ = engine.matches(self.ws.stores, self.org_id, load_catalog(self.ws.stores.db, self.org_id),
+                                  stored.rule, day, engine_name)
+        decided = engine.decide(frame, engine.states(self.ws.stores, self.org_id, stored.rule.name), stored.rule,
+                                dt.datetime.now(dt.UTC))
+        return decided.filter("matched").drop("was_matched", "last_fired_at", engine.MATCH, "matched")
+
+    def backtest(self, rule: str | dict[str, Any] | Rule | Path, start: dt.date | str, end: dt.date | str,
+                 *, engine_name: str = "sql") -> engine.BacktestResult:
+        """On which days each entity would have matched and fired (trigger and cooldown respected)."""
+        s, e = _date(start), _date(end)
+        assert s is not None and e is not None
+        if e < s:
+            raise ValidationError(f"the end date {e} is before the start date {s}")
+        stored = self._stored(rule)
+        return engine.backtest(self.ws.stores, self.org_id, load_catalog(self.ws.stores.db, self.org_id),
+                               stored.rule, s, e, engine_name)
+
+    def evaluate(self, name: str | None = None, as_of: dt.date | str | None = None) -> builtins.list[engine.Evaluation]:
+        """Evaluate one rule, or every enabled rule: record, alert, queue notifications, act."""
+        rules = definitions.load_rules(self.ws.stores.db, self.org_id)
+        chosen = [rules[name]] if name else [r for r in rules.values() if r.rule.enabled]
+        if name and name not in rules:
+            definitions.get_rule(self.ws.stores.db, self.org_id, name)  # raises with the list of rules
+        return [engine.evaluate(self.ws.stores, self.org_id, r, as_of=_date(as_of)) for r in chosen]
+
+    def history(self, name: str | None = None, limit: int = 50) -> pl.DataFrame:
+        """Recorded evaluations, newest first."""
+        query = select(RuleEvaluation).where(RuleEvaluation.org_id == self.org_id)
+        if name:
+            query = query.where(RuleEvaluation.rule == name)
+        with self.ws.stores.db.session() as s:
+            rows = list(s.scalars(query.order_by(RuleEvaluation.evaluated_at.desc()).limit(limit)))
+        return pl.DataFrame([{"id": r.id, "rule": r.rule, "version": r.rule_version, "as_of": r.as_of,
+                              "evaluated_at": r.evaluated_at, "matched": r.matched, "fired": r.fired,
+                              "outcome": r.outcome, "actions": len((r.actions or {}).get("taken", []))}
+                             for r in rows],
+                            schema={"id": pl.String, "rule": pl.String, "version": pl.Int64, "as_of": pl.Date,
+                                    "evaluated_at": pl.Datetime("us"), "matched": pl.Int64, "fired": pl.Int64,
+                                    "outcome": pl.String, "actions": pl.Int64})
+
+    def versions(self, name: str) -> pl.DataFrame:
+        rows: list[ConfigVersion] = definitions.history(self.ws.stores.db, self.org_id, name)
+        return pl.DataFrame([{"version": r.version, "created_at": r.created_at, "author": r.author,
+                              "comment": r.comment} for r in rows])
+
+
+def _date(value: dt.date | str | None) -> dt.date | None:
+    if value is None or isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(value)
