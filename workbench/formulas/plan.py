@@ -178,7 +178,10 @@ def _one_column(node: Bound) -> bool:
 def _pick_table(family: str, needed: set[str], filter_has_metrics: bool, dims: dict, label: str,
                 agg: Agg) -> str:
     candidates = FAMILY_TABLES[family]
-    grain_free = agg.func == "SUM" and agg.arg is not None and _one_column(agg.arg)
+    # MIN, MAX and distinct counts of dimension values are the same at both grains too
+    grain_free = agg.arg is not None and (
+        (agg.func == "SUM" and _one_column(agg.arg))
+        or (agg.func in ("MIN", "MAX", "COUNT_DISTINCT") and all(c.family is None for c in columns(agg.arg))))
     if family == "ads" and (filter_has_metrics or not grain_free):
         # Only a plain sum is the same over campaign-days and ad-days; counts, averages,
         # row-level logic and filters on row values are defined over the finest rows.

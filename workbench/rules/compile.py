@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from workbench.errors import FormulaError
 from workbench.formulas import plan as planner
 from workbench.formulas import syntax as s
+from workbench.formulas.bound import Bound
 from workbench.formulas.catalog import Catalog, MetricDef
 from workbench.formulas.parser import parse
 from workbench.rules.model import Rule
@@ -78,3 +79,66 @@ def compile_rule(catalog: Catalog, rule: Rule, as_of: dt.date) -> CompiledRule:
     start, end = windows.scan_range()
     plan = replace(plan, start=start or EARLIEST, end=end)
     return CompiledRule(rule, as_of, plan, shown, [d for d in rule.dims if not d.endswith("_name")])
+
+
+def _rename_params(text: str, rule: Rule, prefix: str) -> str:
+    """``text`` with the rule's parameter names prefixed (so rules' parameters don't collide)."""
+    if not rule.params:
+        return text
+    spans = sorted((n.start, n.end, n.name) for n in s.walk(parse(text))
+                   if isinstance(n, s.Name) and n.window is None and n.name.lower() in rule.params)
+    out, last = [], 0
+    for start, end, name in spans:
+        out += [text[last:start], f"{prefix}{name.lower()}"]
+        last = end
+    return "".join(out) + text[last:]
+
+
+@dataclass
+class CompiledSet:
+    """Several rules of one level on one date, computed in a single scan."""
+
+    as_of: dt.date
+    plan: planner.Plan
+    rules: list[Rule]
+    id_dims: list[str]
+
+    def label(self, rule: Rule) -> str:
+        return f"{rule.name}:{MATCH}"
+
+
+def compile_many(catalog: Catalog, rules: list[Rule], as_of: dt.date) -> CompiledSet:
+    """One plan for rules of the same level: each rule's match is one output column.
+
+    Each rule's scope restricts its own windows (rows outside the scope do not count) and an
+    entity must have rows in scope to match; parameters are renamed per rule. Aggregates that
+    rules share (same metric, window, scope) are computed once.
+    """
+    from workbench.formulas.binder import Binder
+
+    levels = {r.level for r in rules}
+    if len(levels) != 1:
+        raise FormulaError(f"rules evaluated together must have one level, got {', '.join(sorted(levels))}")
+    cat = catalog
+    for rule in rules:
+        for name, value in rule.params.items():
+            cat = cat.with_metric(MetricDef(f"{rule.name}__{name}", repr(float(value)), origin=f"rule:{rule.name}"))
+    resolvers: dict[str, WindowBinder] = {}
+    metrics: dict[str, str] = {}
+    for rule in rules:
+        windowed_refs(with_params(catalog, rule), rule.condition)  # every metric has a window
+        scope = Binder(cat).condition(rule.scope) if rule.scope else None
+        in_scope = f"MAX(IF({rule.scope}, 1, 0)) = 1" if rule.scope else "TRUE"
+        # the trailing comment makes each rule's text unique, so the resolver knows whose it is
+        text = f"({_rename_params(rule.condition, rule, rule.name + '__')}) AND {in_scope}\n-- {rule.name}"
+        metrics[f"{rule.name}:{MATCH}"] = text
+        resolvers[text] = WindowBinder(as_of, settled_only=rule.settled_only, scope=scope)
+
+    def resolver(node: s.Name, binder: Binder) -> Bound:
+        return resolvers[binder._scope.text](node, binder)
+
+    plan = planner.build(cat, metrics, list(rules[0].dims), None, windows=resolver)
+    starts = [r.scan_range()[0] for r in resolvers.values()]
+    start = EARLIEST if any(x is None for x in starts) else min(x for x in starts if x is not None)
+    return CompiledSet(as_of, replace(plan, start=start, end=as_of), rules,
+                       [d for d in rules[0].dims if not d.endswith("_name")])

@@ -275,3 +275,15 @@ def _platform_actions(stores: Stores, org_id: str, rule: Rule, evaluation_id: st
             taken.append({"id": req.id, "entity": row["entity"], "kind": req.kind, "status": req.status,
                           "error": req.error})
     return taken
+
+
+def matches_many(stores: Stores, org_id: str, catalog: Catalog, rules: list[Rule], as_of: dt.date,
+                 engine: str = "sql") -> pl.DataFrame:
+    """Entities of one level with one boolean column per rule (``<rule>:matched``), one scan."""
+    from workbench.rules.compile import compile_many
+
+    compiled = compile_many(catalog, rules, as_of)
+    if engine == "sql":
+        return planner.run_sql(compiled.plan, lambda sql, params: stores.warehouse.query(
+            sql, params, org=org_id, trusted=True))
+    return planner.run_polars(compiled.plan, lambda t: stores.lake.scan(t).filter(pl.col("org_id") == org_id))
