@@ -5,6 +5,9 @@ records, each tagged with its stream. Stream names are namespaced by the payload
 carry (``meta.ad_insights_daily``, ``dv360.report_daily``, ``csv.performance_daily``...), so
 the silver layer picks a parser by stream whatever connector produced the record: the synthetic
 connector emits the same formats as the real platforms.
+
+The write side (``PlatformWriter``) is separate: it changes one entity (pause, resume, budget)
+on an ad platform, in canonical terms the connector translates to the platform's own.
 """
 
 from __future__ import annotations
@@ -13,7 +16,10 @@ import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, ClassVar
+
+from workbench.errors import TransientError, WorkbenchError
 
 
 @dataclass(frozen=True)
@@ -93,3 +99,99 @@ class Connector(ABC):
     def next_state(self, window: Window) -> dict[str, Any]:
         """Incremental state to store after a successful read of ``window``."""
         return {"last_window_end": window.end.isoformat()}
+
+
+# -- write-back ----------------------------------------------------------------------------
+
+WRITE_LEVELS = ("campaign", "ad_group", "ad")
+"""Canonical levels a writer acts on: ``campaign`` (Meta campaign, DV360 insertion order, TTD
+campaign), ``ad_group`` (Meta ad set, DV360 line item, TTD ad group) and ``ad`` (status only)."""
+
+CENT = Decimal("0.01")
+
+
+def money(value: Any) -> Decimal:
+    """``value`` as a Decimal rounded half-up to cents (how budgets are compared and stored)."""
+    return Decimal(str(value)).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+@dataclass(frozen=True)
+class EntityState:
+    """What a platform says about one entity, in canonical terms.
+
+    ``status`` is ``active`` / ``paused`` / ``archived``; ``budget`` is in major units of
+    ``currency`` (the account's currency; Meta's minor units and DV360's micros are the
+    connector's business), ``None`` with ``budget_type`` ``None`` when the entity has no
+    budget of its own (an ad, an ad set under a campaign budget).
+    """
+
+    status: str
+    budget: Decimal | None = None
+    budget_type: str | None = None  # daily / lifetime
+    currency: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the budget as a number)."""
+        budget = None if self.budget is None else float(self.budget)
+        return {"status": self.status, "budget": budget, "budget_type": self.budget_type,
+                "currency": self.currency}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EntityState:
+        budget = data.get("budget")
+        return cls(data["status"], None if budget is None else money(budget),
+                   data.get("budget_type"), data.get("currency"))
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """The entity before and after a write; ``replayed`` when a retry returned the first result."""
+
+    before: EntityState
+    after: EntityState
+    replayed: bool = False
+
+
+class WriteError(WorkbenchError):
+    """A platform write failed. ``retry_after`` is the platform's own back-off hint in seconds."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TransientWriteError(WriteError, TransientError):
+    """Worth retrying with the same idempotency key: throttled, timed out, 5xx. The write may
+    or may not have been applied; a retry with the same key never applies it twice."""
+
+
+class PermanentWriteError(WriteError):
+    """Retrying cannot help: unknown entity, a change the platform does not allow, a bad value."""
+
+
+class PlatformWriter(ABC):
+    """The write side of one ad platform for one organisation.
+
+    Every write takes an ``idempotency_key``: a call repeated with a key that already succeeded
+    returns the first result (``replayed=True``) and changes nothing, so callers retry freely.
+    Writes raise ``PermanentWriteError`` or ``TransientWriteError``.
+    """
+
+    platform: str
+
+    @abstractmethod
+    def read(self, level: str, entity_id: str) -> EntityState:
+        """The entity's current state; ``PermanentWriteError`` when it does not exist."""
+
+    @abstractmethod
+    def pause(self, level: str, entity_id: str, idempotency_key: str) -> WriteResult:
+        """Stop delivery (status ``paused``)."""
+
+    @abstractmethod
+    def resume(self, level: str, entity_id: str, idempotency_key: str) -> WriteResult:
+        """Restart delivery (status ``active``)."""
+
+    @abstractmethod
+    def set_budget(self, level: str, entity_id: str, amount: Decimal,
+                   idempotency_key: str) -> WriteResult:
+        """Set the entity's budget (same budget type) to ``amount`` major currency units."""

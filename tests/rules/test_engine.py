@@ -155,3 +155,64 @@ def test_backtest_respects_trigger_and_cooldown(rule_stores):
     t = rule(condition="spend[yesterday] > 1.2 * budget[yesterday]", trigger="transition")
     assert engine.backtest(rule_stores, "acme", catalog, t, dt.date(2026, 10, 2), dt.date(2026, 10, 4)
                            ).daily["fired"].to_list() == [1, 0, 0]
+
+
+# -- platform actions from evaluations -------------------------------------------------------
+
+def _platform(stores, platform="meta"):
+    from connectors.writers import platform_writers
+
+    return platform_writers.get(platform, stores, "acme")
+
+
+def _seed(stores):
+    from decimal import Decimal
+
+    from connectors.base import EntityState
+
+    meta = _platform(stores)
+    meta.seed_entity("campaign", "C1", EntityState("active", Decimal("80"), "daily", "USD"))
+    meta.seed_entity("campaign", "C3", EntityState("active", Decimal("60"), "daily", "USD"))
+    return meta
+
+
+BUDGET_CUT = {"type": "change_budget", "by_percent": -20, "floor": 50}
+
+
+def test_platform_actions_are_dry_run_by_default(rule_stores):
+    meta = _seed(rule_stores)
+    ev = _evaluate(rule_stores, rule(condition="cpa[last_7d] > 30", actions=[BUDGET_CUT]))
+    assert sorted(a["status"] for a in ev.actions) == ["dry_run", "dry_run"]
+    assert meta.requests() == []  # nothing was asked of the platform
+    assert meta.read("campaign", "C1").budget == 80
+
+
+def test_executed_actions_apply_guardrails_and_are_recorded(rule_stores):
+    from workbench.rules.actions import list_requests
+
+    meta = _seed(rule_stores)
+    ev = _evaluate(rule_stores, rule(condition="cpa[last_7d] > 30", actions=[BUDGET_CUT], mode="execute"))
+    assert sorted(a["status"] for a in ev.actions) == ["executed", "executed"]
+    assert meta.read("campaign", "C1").budget == 64  # 80 - 20%
+    assert meta.read("campaign", "C3").budget == 50  # 60 - 20% = 48, clamped at the floor
+    requests = list_requests(rule_stores.db, "acme")
+    assert requests.height == 2 and set(requests["evaluation_id"]) == {ev.id}
+    with rule_stores.db.session() as s:
+        record = s.get(RuleEvaluation, ev.id)
+    assert record is not None and len(record.actions["taken"]) == 2
+
+
+def test_the_action_cap_stops_every_platform_action(rule_stores):
+    meta = _seed(rule_stores)
+    ev = _evaluate(rule_stores, rule(condition="cpa[last_7d] > 30", actions=[BUDGET_CUT], mode="execute",
+                                     max_actions=1))
+    assert ev.outcome == "capped" and ev.actions == [] and len(ev.alerts) == 2
+    assert meta.requests() == []
+    with rule_stores.db.session() as s:
+        record = s.get(RuleEvaluation, ev.id)
+    assert record is not None and "more than max_actions 1" in record.actions["skipped"][0]["reason"]
+
+
+def test_account_level_rules_cannot_take_platform_actions():
+    with pytest.raises(ValidationError, match="act on campaigns, ad groups or ads"):
+        rule(condition="spend[yesterday] > 1", level="account", actions=[{"type": "pause"}])

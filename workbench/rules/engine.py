@@ -130,7 +130,7 @@ def backtest(stores: Stores, org_id: str, catalog: Catalog, rule: Rule, start: d
                          last_fired_at=pl.coalesce("last", "last_fired_at")))
         day += dt.timedelta(days=1)
     detail = pl.concat(days, how="diagonal_relaxed") if days else pl.DataFrame()
-    actions = [a.type for a in rule.actions]
+    actions: list[str] = [a.type for a in rule.actions]
     if detail.is_empty():
         daily = pl.DataFrame(schema={"as_of": pl.Date, "matched": pl.UInt32, "fired": pl.UInt32})
     else:
@@ -267,7 +267,12 @@ def _platform_actions(stores: Stores, org_id: str, rule: Rule, evaluation_id: st
         for action in rule.actions:
             if not action.is_platform:
                 continue
-            writer = platform_writers.get(row["platform"], stores, org_id)
+            try:
+                writer = platform_writers.get(row["platform"], stores, org_id)
+            except KeyError:
+                taken.append({"id": None, "entity": row["entity"], "kind": action.type, "status": "failed",
+                              "error": f"no write interface for platform '{row['platform']}'"})
+                continue
             req = request_action(stores.db, org_id, rule=rule.name, evaluation_id=evaluation_id,
                                  platform=row["platform"], level=rule.level, entity_id=row[rule.entity_id],
                                  spec=action.spec(), mode=rule.mode, writer=writer, now=now,

@@ -122,6 +122,13 @@ class Rule(BaseModel):
             raise ValueError(f"'{value}' is not a cron expression (e.g. '0 7 * * *' for 07:00 every day)")
         return value
 
+    @model_validator(mode="after")
+    def _platform_actions_need_an_entity(self) -> Rule:
+        if self.level == "account" and any(a.is_platform for a in self.actions):
+            raise ValueError("platform actions (pause, budgets) act on campaigns, ad groups or ads, "
+                             "not on accounts: use level campaign or remove the action")
+        return self
+
     @property
     def dims(self) -> tuple[str, ...]:
         return LEVELS[self.level]
