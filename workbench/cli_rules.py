@@ -104,3 +104,32 @@ def history(org: OrgOpt, name: Annotated[str | None, typer.Argument()] = None,
             fmt: Annotated[Format, typer.Option("--format")] = Format.table) -> None:
     """Recorded evaluations, newest first. Example: `workbench rules history cpa_guardrail --org acme`"""
     print_frame(_ws(org).rules.history(name), fmt=fmt)
+
+
+@rules_app.command("actions")
+def actions(org: OrgOpt, status: Annotated[str | None, typer.Option(help="dry_run, pending_approval, executed, failed, expired, rejected.")] = None,
+            fmt: Annotated[Format, typer.Option("--format")] = Format.table) -> None:
+    """Platform actions rules asked for, with before/after values. Example: `workbench rules actions --org acme --status pending_approval`"""
+    print_frame(_ws(org).rules.actions(status), fmt=fmt)
+
+
+@rules_app.command("approve")
+def approve(request_id: str, org: OrgOpt) -> None:
+    """Approve a waiting platform action (it runs now). Example: `workbench rules approve 3f2a... --org acme`"""
+    req = _ws(org).rules.approve(request_id)
+    out.print(f"{req.kind} on {req.platform} {req.level} {req.entity_id}: {req.status}"
+              + (f" ({req.error})" if req.error else ""), highlight=False, markup=False)
+
+
+@rules_app.command("reject")
+def reject(request_id: str, org: OrgOpt, reason: Annotated[str | None, typer.Option()] = None) -> None:
+    """Reject a waiting platform action. Example: `workbench rules reject 3f2a... --org acme --reason "seasonal"`"""
+    req = _ws(org).rules.reject(request_id, reason=reason)
+    out.print(f"{req.kind} on {req.entity_id}: {req.status}", highlight=False, markup=False)
+
+
+@rules_app.command("undo")
+def undo(request_id: str, org: OrgOpt) -> None:
+    """Revert an executed platform action. Example: `workbench rules undo 3f2a... --org acme`"""
+    req = _ws(org).rules.undo(request_id)
+    out.print(f"undo of {request_id}: {req.kind} on {req.entity_id} {req.status}", highlight=False, markup=False)

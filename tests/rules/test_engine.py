@@ -216,3 +216,22 @@ def test_the_action_cap_stops_every_platform_action(rule_stores):
 def test_account_level_rules_cannot_take_platform_actions():
     with pytest.raises(ValidationError, match="act on campaigns, ad groups or ads"):
         rule(condition="spend[yesterday] > 1", level="account", actions=[{"type": "pause"}])
+
+
+def test_approval_queue_through_the_notebook_api(rule_stores):
+    import workbench as wb
+
+    meta = _seed(rule_stores)
+    ws = wb.open("acme", settings=rule_stores.settings)
+    ws.rules.define({"name": "cut", "condition": "cpa[last_7d] > 30", "actions": [BUDGET_CUT],
+                     "mode": "approval", "approval_ttl_hours": 2})
+    [ev] = ws.rules.evaluate("cut", as_of=AS_OF)
+    waiting = ws.rules.actions("pending_approval")
+    assert waiting.height == 2 and meta.requests() == []
+    c1 = waiting.filter(waiting["entity_id"] == "C1")["id"][0]
+    assert ws.rules.approve(c1).status == "executed"
+    assert meta.read("campaign", "C1").budget == 64
+    assert ws.rules.undo(c1).status == "executed" and meta.read("campaign", "C1").budget == 80
+    c3 = waiting.filter(waiting["entity_id"] == "C3")["id"][0]
+    assert ws.rules.reject(c3, reason="seasonal").status == "rejected"
+    assert ws.rules.history("cut")["id"].to_list() == [ev.id]

@@ -121,6 +121,40 @@ class Rules:
                                     "evaluated_at": pl.Datetime("us"), "matched": pl.Int64, "fired": pl.Int64,
                                     "outcome": pl.String, "actions": pl.Int64})
 
+    # -- platform actions waiting for people ------------------------------------------------
+
+    def actions(self, status: str | None = None) -> pl.DataFrame:
+        """Platform action requests (dry runs, waiting for approval, executed...), with before/after."""
+        from workbench.rules.actions import expire_pending, list_requests
+
+        expire_pending(self.ws.stores.db, self.org_id)
+        return list_requests(self.ws.stores.db, self.org_id, status)
+
+    def _writer_for(self) -> Any:
+        from connectors.writers import platform_writers
+
+        return lambda platform: platform_writers.get(platform, self.ws.stores, self.org_id)
+
+    def approve(self, request_id: str, user: str | None = None) -> Any:
+        """Approve a waiting action: it runs now, unless it expired or the entity changed meanwhile."""
+        from workbench.formulas.definitions import default_author
+        from workbench.rules.actions import approve
+
+        return approve(self.ws.stores.db, self.org_id, request_id, user or default_author(), self._writer_for())
+
+    def reject(self, request_id: str, user: str | None = None, reason: str | None = None) -> Any:
+        from workbench.formulas.definitions import default_author
+        from workbench.rules.actions import reject
+
+        return reject(self.ws.stores.db, self.org_id, request_id, user or default_author(), reason=reason)
+
+    def undo(self, request_id: str, user: str | None = None) -> Any:
+        """Revert an executed action (the old budget or status), unless the entity changed since."""
+        from workbench.formulas.definitions import default_author
+        from workbench.rules.actions import undo
+
+        return undo(self.ws.stores.db, self.org_id, request_id, user or default_author(), self._writer_for())
+
     def versions(self, name: str) -> pl.DataFrame:
         rows: list[ConfigVersion] = definitions.history(self.ws.stores.db, self.org_id, name)
         return pl.DataFrame([{"version": r.version, "created_at": r.created_at, "author": r.author,
