@@ -235,3 +235,15 @@ def test_approval_queue_through_the_notebook_api(rule_stores):
     c3 = waiting.filter(waiting["entity_id"] == "C3")["id"][0]
     assert ws.rules.reject(c3, reason="seasonal").status == "rejected"
     assert ws.rules.history("cut")["id"].to_list() == [ev.id]
+
+
+def test_conditions_travel_as_jsonlogic(rule_stores):
+    import workbench as wb
+
+    ws = wb.open("acme", settings=rule_stores.settings)
+    logic = ws.rules.to_jsonlogic("cpa_guardrail")
+    assert logic == {"and": [{">": [{"var": "cpa[last_7d]"}, {"*": [1.3, {"var": "target_cpa"}]}]},
+                             {">": [{"var": "spend[last_7d]"}, {"var": "min_spend"}]}]}
+    text = ws.rules.from_jsonlogic(logic)
+    ws.rules.define({"name": "imported", "condition": text, "params": {"target_cpa": 30, "min_spend": 0}})
+    assert sorted(ws.rules.preview("imported", AS_OF)["campaign_name"]) == ["Alpha", "Gamma"]

@@ -19,6 +19,7 @@ from workbench.formulas import syntax as s
 
 MAX_LENGTH = 20_000
 MAX_DEPTH = 200
+_KEYWORDS = frozenset({"and", "or", "not", "in", "is", "null", "true", "false"})
 MAX_TREE_DEPTH = 250
 TOO_DEEP = (f"the formula has more than {MAX_TREE_DEPTH} operations in a chain; split it into metrics "
             "that reference each other")
@@ -104,12 +105,21 @@ class _Build(Transformer[Token, s.Node]):
     def null(self, tok: Token) -> s.Node:
         return s.Null(**_span(tok))
 
+    def _not_keyword(self, tok: Token) -> None:
+        # the contextual lexer reads a keyword as a name where no keyword fits ("x AND AND")
+        if str(tok).lower() in _KEYWORDS:
+            raise FormulaError(f"'{tok}' is a keyword, not a name: check the formula around here",
+                               self.text, **_span(tok))
+
     @v_args(inline=True)
     def name(self, tok: Token) -> s.Node:
+        self._not_keyword(tok)
         return s.Name(str(tok), **_span(tok))
 
     @v_args(inline=True)
     def windowed(self, tok: Token, window: Token) -> s.Node:
+        self._not_keyword(tok)
+        self._not_keyword(window)
         span = _span(tok)
         return s.Name(str(tok), str(window), start=span["start"], end=self._close(span["start"], _span(window)["end"]))
 

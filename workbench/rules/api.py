@@ -121,6 +121,21 @@ class Rules:
                                     "evaluated_at": pl.Datetime("us"), "matched": pl.Int64, "fired": pl.Int64,
                                     "outcome": pl.String, "actions": pl.Int64})
 
+    # -- JsonLogic, for visual query builders -------------------------------------------------
+
+    def to_jsonlogic(self, name: str) -> dict[str, Any]:
+        """A rule's condition as JsonLogic (where it fits; otherwise a FormulaError says what does not)."""
+        from workbench.rules.jsonlogic import to_jsonlogic
+
+        return to_jsonlogic(self.show(name).condition)
+
+    @staticmethod
+    def from_jsonlogic(logic: dict[str, Any] | str) -> str:
+        """JsonLogic from a query builder -> condition text for a rule document."""
+        from workbench.rules.jsonlogic import from_jsonlogic
+
+        return from_jsonlogic(logic)
+
     # -- platform actions waiting for people ------------------------------------------------
 
     def actions(self, status: str | None = None) -> pl.DataFrame:
