@@ -7,8 +7,11 @@
     │   └── FormulaError            a formula does not parse, bind or type-check (with position)
     ├── QueryError                  a SQL statement was refused or failed in the query engine
     ├── IsolationError              an operation would reach another organisation's data
-    └── PipelineError               a pipeline step failed (the previous state stays visible)
-        └── TransientError          worth retrying (a lost commit race, a busy store)
+    ├── PipelineError               a pipeline step failed (the previous state stays visible)
+    │   └── TransientError          worth retrying (a lost commit race, a busy store)
+    └── DeliveryError               a notification could not be delivered (channel, target)
+        ├── TransientDeliveryError  retry later (refused, timeout, 5xx, 429); also a TransientError
+        └── PermanentDeliveryError  retrying cannot help (4xx, SMTP 5xx, unknown target)
 
 Messages are written for the person who has to act: they say what is wrong and what to do.
 """
@@ -89,3 +92,22 @@ class FormulaError(ValidationError):
         caret = " " * col + "^" * width
         return (f"{where}line {self.line}, column {self.column}: {self.message}\n"
                 f"    {source_line}\n    {caret}")
+
+
+class DeliveryError(WorkbenchError):
+    """A notification could not be delivered. Messages never contain secrets (URLs, passwords).
+
+    ``retry_after`` is the receiver's own back-off request in seconds (HTTP 429 ``Retry-After``).
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TransientDeliveryError(DeliveryError, TransientError):
+    """Worth retrying: the receiver was down, slow, overloaded or asked us to wait."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Retrying cannot help: the receiver refused the message or the target is not configured."""

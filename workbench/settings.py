@@ -39,6 +39,21 @@ class Settings(BaseSettings):
     commit_retries: int = Field(5, ge=1, description="Attempts for an Iceberg commit that loses a concurrent race.")
     progress: bool = Field(True, description="Show progress bars for long steps.")
 
+    # -- notifications (workbench.notify) --------------------------------------------------
+    smtp_host: str | None = Field(None, description="SMTP server for email notifications; email is not sent until this is set.")
+    smtp_port: int | None = Field(None, ge=1, le=65535, description="SMTP port; default 25 (tls none), 587 (starttls) or 465 (tls).")
+    smtp_tls: Literal["none", "starttls", "tls"] = Field("starttls", description="SMTP transport security: none, STARTTLS upgrade, or TLS from the first byte (SMTPS).")
+    smtp_username: str | None = Field(None, description="SMTP login user; no AUTH when unset.")
+    smtp_password: SecretStr | None = Field(None, description="SMTP login password.")
+    smtp_from: str = Field("workbench@localhost", description="From address of notification email, e.g. 'Workbench <alerts@example.com>'.")
+    smtp_timeout: float = Field(10.0, gt=0, description="Seconds to wait for the SMTP server before the attempt counts as failed (and is retried).")
+    smtp_ca_file: Path | None = Field(None, description="CA bundle to verify the SMTP server's certificate; default the system's.")
+    notify_max_attempts: int = Field(8, ge=1, description="Delivery attempts of a notification before it is marked dead.")
+    notify_backoff_seconds: float = Field(30.0, gt=0, description="First retry delay; doubled per attempt, with jitter.")
+    notify_backoff_max_seconds: float = Field(3600.0, gt=0, description="Longest retry delay.")
+    notify_lease_seconds: float = Field(300.0, gt=0, description="A notification claimed longer ago than this by a dispatcher that died is claimed again.")
+    notify_http_timeout: float = Field(10.0, gt=0, description="Seconds to wait for a Slack or webhook receiver before the attempt counts as failed.")
+
     @field_validator("home", mode="before")
     @classmethod
     def _absolute(cls, value: Any) -> Path:
@@ -95,9 +110,9 @@ def load_settings(**overrides: Any) -> Settings:
             raise ConfigError(f"config file {candidate} is not valid TOML: {exc}") from None
     elif config_path:
         raise ConfigError(f"WORKBENCH_CONFIG points at {config_path}, which does not exist")
-    env_values = {k: v for k, v in Settings().model_dump().items()
-                  if os.environ.get(f"WORKBENCH_{k.upper()}") is not None}
     try:
+        env_values = {k: v for k, v in Settings().model_dump().items()
+                      if os.environ.get(f"WORKBENCH_{k.upper()}") is not None}
         return Settings(**{**file_values, **env_values, **overrides})
     except ValueError as exc:
         raise ConfigError(f"invalid settings: {exc}") from None

@@ -247,3 +247,19 @@ def test_conditions_travel_as_jsonlogic(rule_stores):
     text = ws.rules.from_jsonlogic(logic)
     ws.rules.define({"name": "imported", "condition": text, "params": {"target_cpa": 30, "min_spend": 0}})
     assert sorted(ws.rules.preview("imported", AS_OF)["campaign_name"]) == ["Alpha", "Gamma"]
+
+
+def test_an_alert_reaches_the_inbox_once(rule_stores):
+    from workbench import notify
+
+    r = rule(condition="cpa[last_7d] > 30", show=["cpa[last_7d]"],
+             actions=[{"type": "notify", "channels": ["inapp:ana"],
+                       "message": "CPA {cpa[last_7d]} on {campaign_name}"}])
+    ev = _evaluate(rule_stores, r)
+    assert len(ev.notifications) == 1  # one digest for both alerts
+    assert notify.dispatch(rule_stores, "acme", now=NOW).sent == 1
+    assert notify.dispatch(rule_stores, "acme", now=NOW).sent == 0
+    [message] = notify.inbox(rule_stores.db, "acme", "ana")
+    text = message.title + "\n" + message.body
+    assert "CPA $50.00 on Alpha" in text and "CPA $50.00 on Gamma" in text, text
+    assert notify.inbox(rule_stores.db, "globex", "ana") == []

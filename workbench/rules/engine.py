@@ -215,7 +215,7 @@ def evaluate(stores: Stores, org_id: str, stored: StoredRule, *, as_of: dt.date 
                         title=title[:400], body=rule.description, created_at=now))
             result.alerts.append(alert_id)
             items.append(row)
-        result.notifications = _queue_notifications(s, org_id, rule, evaluation_id, items, fmt, org.currency)
+        result.notifications = _queue_notifications(s, org_id, rule, evaluation_id, items, fmt, org.currency, now)
         for row in decided.iter_rows(named=True):
             last = now if row["fires"] else row["last_fired_at"]
             s.merge(RuleState(org_id=org_id, rule=rule.name, entity=row["entity"], matched=row["matched"],
@@ -233,7 +233,7 @@ def evaluate(stores: Stores, org_id: str, stored: StoredRule, *, as_of: dt.date 
 
 
 def _queue_notifications(session: Any, org_id: str, rule: Rule, evaluation_id: str, fired: list[dict[str, Any]],
-                         fmt: dict[str, str], currency: str) -> list[str]:
+                         fmt: dict[str, str], currency: str, now: dt.datetime) -> list[str]:
     """One digest per channel target and evaluation, in the caller's transaction (the outbox)."""
     if not fired or not any(a.type in ("notify", "webhook") for a in rule.actions):
         return []
@@ -251,7 +251,8 @@ def _queue_notifications(session: Any, org_id: str, rule: Rule, evaluation_id: s
         targets = [tuple(c.split(":", 1)) for c in action.channels] if action.type == "notify" else \
             [("webhook", action.target or "")]
         for channel, target in targets:
-            row = enqueue(session, org_id, channel, target, payload, f"{evaluation_id}:{i}:{channel}:{target}")
+            row = enqueue(session, org_id, channel, target, payload, f"{evaluation_id}:{i}:{channel}:{target}",
+                          not_before=now)
             ids.append(row.id)
     return ids
 
