@@ -10,13 +10,13 @@ import email
 import email.policy
 import json
 import shutil
-import socket
 import threading
 from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from notify_helpers import free_port
 
 from workbench.oltp import repo
 from workbench.oltp.db import Oltp
@@ -27,12 +27,6 @@ from workbench.settings import Settings, load_settings
 class NotifyStores:
     settings: Settings
     db: Oltp
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

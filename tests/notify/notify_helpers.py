@@ -92,3 +92,12 @@ def check_two_dispatchers(stores, receiver):
     with stores.db.session() as s:
         assert s.scalar(select(func.count()).select_from(InboxMessage)) == 15
     assert {n.status for n in notify.notifications(stores.db, "acme", limit=100)} == {"sent"}
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (for "server down" tests)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

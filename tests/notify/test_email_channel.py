@@ -96,7 +96,7 @@ def test_refused_recipients(nstores, smtp_server, reply, status):
 
 
 def test_server_down_is_retried_and_then_delivered(nstores, smtp_server):
-    from conftest import free_port
+    from notify_helpers import free_port
 
     port = free_port()
     configure(nstores, port)
