@@ -39,3 +39,11 @@ def test_formula_playground(tmp_path):
     assert "unknown metric 'cliks' — did you mean 'clicks'?" in text
     assert "cannot add money (spend) and a count (clicks)" in text
     assert plotted, "the CPA plot was drawn"
+
+
+def test_rules_notebook(tmp_path):
+    text, plotted = _execute(tmp_path, "rules.ipynb", org="acme", days=30)
+    assert "cpa_guardrail" in text and "saved version 1" in text
+    assert "<Evaluation cpa_spike v1" in text and "retried 0" in text
+    assert "{'and': [" in text and "cpa[yesterday] > 1.5 * cpa[previous_7d]" in text
+    assert plotted, "the backtest plot was drawn"
