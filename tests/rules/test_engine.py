@@ -263,3 +263,19 @@ def test_an_alert_reaches_the_inbox_once(rule_stores):
     text = message.title + "\n" + message.body
     assert "CPA $50.00 on Alpha" in text and "CPA $50.00 on Gamma" in text, text
     assert notify.inbox(rule_stores.db, "globex", "ana") == []
+
+
+def test_a_broken_rule_is_recorded_and_does_not_stop_the_others(rule_stores):
+    import workbench as wb
+    from workbench.rules.api import RuleEvaluationError
+
+    ws = wb.open("acme", settings=rule_stores.settings)
+    ws.define_metric("my_cpa", "spend / conversions")
+    ws.rules.define({"name": "uses_my_cpa", "condition": "my_cpa[last_7d] > 30"})
+    ws.rules.define({"name": "fine", "condition": "cpa[last_7d] > 30"})
+    ws.remove_metric("my_cpa")  # the rule now names a metric that is gone
+    with pytest.raises(RuleEvaluationError, match="uses_my_cpa: .*unknown metric 'my_cpa'") as info:
+        ws.rules.evaluate(as_of=AS_OF)
+    assert [ev.rule for ev in info.value.results] == ["fine"]
+    history = ws.rules.history()
+    assert dict(zip(history["rule"], history["outcome"], strict=True)) == {"fine": "ok", "uses_my_cpa": "failed"}

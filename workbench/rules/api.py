@@ -11,7 +11,7 @@ import polars as pl
 import yaml
 from sqlalchemy import select
 
-from workbench.errors import NotFoundError, ValidationError
+from workbench.errors import NotFoundError, ValidationError, WorkbenchError
 from workbench.formulas.definitions import load_catalog
 from workbench.oltp.models import ConfigVersion, RuleEvaluation
 from workbench.rules import definitions, engine
@@ -20,6 +20,15 @@ from workbench.rules.model import Rule
 
 if TYPE_CHECKING:
     from workbench.workspace import Workspace
+
+
+class RuleEvaluationError(WorkbenchError):
+    """Some rules could not be evaluated (each failure is recorded); the others ran."""
+
+    def __init__(self, results: list[engine.Evaluation], failures: list[str]) -> None:
+        self.results = results
+        self.failures = failures
+        super().__init__(f"{len(failures)} rule(s) failed, {len(results)} evaluated: " + "; ".join(failures))
 
 
 def read_document(doc: dict[str, Any] | str | Path | Rule) -> dict[str, Any] | Rule:
@@ -104,7 +113,17 @@ class Rules:
         chosen = [rules[name]] if name else [r for r in rules.values() if r.rule.enabled]
         if name and name not in rules:
             definitions.get_rule(self.ws.stores.db, self.org_id, name)  # raises with the list of rules
-        return [engine.evaluate(self.ws.stores, self.org_id, r, as_of=_date(as_of)) for r in chosen]
+        if name:
+            return [engine.evaluate(self.ws.stores, self.org_id, chosen[0], as_of=_date(as_of))]
+        results, failures = [], []
+        for stored in chosen:  # one broken rule does not stop the others; its failure is recorded
+            try:
+                results.append(engine.evaluate(self.ws.stores, self.org_id, stored, as_of=_date(as_of)))
+            except WorkbenchError as exc:
+                failures.append(f"{stored.rule.name}: {exc}")
+        if failures:
+            raise RuleEvaluationError(results, failures)
+        return results
 
     def history(self, name: str | None = None, limit: int = 50) -> pl.DataFrame:
         """Recorded evaluations, newest first."""

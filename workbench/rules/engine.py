@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 from sqlalchemy import select
 
+from workbench.errors import WorkbenchError
 from workbench.formulas import plan as planner
 from workbench.formulas.catalog import Catalog
 from workbench.formulas.display import format_value
@@ -189,7 +190,15 @@ def evaluate(stores: Stores, org_id: str, stored: StoredRule, *, as_of: dt.date 
     as_of = as_of or _today(org.timezone)
     now = now or dt.datetime.now(dt.UTC)
     catalog = load_catalog(stores.db, org_id)
-    frame, compiled = matches(stores, org_id, catalog, rule, as_of, engine)
+    try:
+        frame, compiled = matches(stores, org_id, catalog, rule, as_of, engine)
+    except WorkbenchError as exc:
+        # a rule that cannot be evaluated (a metric removed, the engine down) leaves a record
+        with stores.db.session() as s:
+            s.add(RuleEvaluation(id=new_id(), org_id=org_id, rule=rule.name, rule_version=stored.version,
+                                 as_of=as_of, snapshots={}, evaluated_at=now, matches={"rows": []}, actions={},
+                                 outcome="failed", error=str(exc)[:4000]))
+        raise
     decided = decide(frame, states(stores, org_id, rule.name), rule, now)
     fmt = formats(compiled)
     matched = decided.filter("matched").drop("was_matched", "last_fired_at", MATCH)
