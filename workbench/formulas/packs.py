@@ -62,16 +62,21 @@ def check_unit_and_format(unit: Any, fmt: Any, where: str) -> tuple[Unit | None,
     return (Unit(unit) if unit is not None else None), fmt
 
 
-@functools.cache
-def _load(path: Path, pack: str, _mtime: int) -> dict[str, MetricDef]:
+def read_pack(path: Path, kind: str, key: str) -> list[Any]:
+    """The ``key`` list of a YAML pack file (metrics, rules), or a ConfigError saying what is wrong."""
     try:
         doc = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"metric pack {path} cannot be read: {exc}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("metrics"), list):
-        raise ConfigError(f"metric pack {path} needs a 'metrics' list")
+        raise ConfigError(f"{kind} pack {path} cannot be read: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get(key), list):
+        raise ConfigError(f"{kind} pack {path} needs a '{key}' list")
+    return doc[key]
+
+
+@functools.cache
+def _load(path: Path, pack: str, _mtime: int) -> dict[str, MetricDef]:
     out: dict[str, MetricDef] = {}
-    for i, item in enumerate(doc["metrics"]):
+    for i, item in enumerate(read_pack(path, "metric", "metrics")):
         where = f"{path.name}, metric {i + 1}"
         if not (isinstance(item, dict) and isinstance(item.get("name"), str) and isinstance(item.get("formula"), str)):
             raise ConfigError(f"{where}: each metric needs a name and a formula")

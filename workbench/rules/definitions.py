@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError as PydanticError
 
-from workbench.errors import ConfigError, NotFoundError, ValidationError
+from workbench.errors import NotFoundError, ValidationError
 from workbench.formulas.definitions import default_author, load_catalog
-from workbench.formulas.packs import RULES_DIR
+from workbench.formulas.packs import RULES_DIR, read_pack
 from workbench.oltp import configs
 from workbench.oltp.db import Oltp
 from workbench.oltp.models import ConfigVersion
@@ -47,14 +46,8 @@ def parse_rule(doc: dict[str, Any], where: str = "rule") -> Rule:
 
 @functools.cache
 def _pack(path: Path, _mtime: int) -> dict[str, Rule]:
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"rule pack {path} cannot be read: {exc}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
-        raise ConfigError(f"rule pack {path} needs a 'rules' list")
     out = {}
-    for i, item in enumerate(doc["rules"]):
+    for i, item in enumerate(read_pack(path, "rule", "rules")):
         rule = parse_rule(item, f"{path.name}, rule {i + 1}")
         out[rule.name] = rule
     return out
