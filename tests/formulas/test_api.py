@@ -41,6 +41,7 @@ QUERIES = [
     (["SUM(IF(platform = 'meta', spend, 0)) / spend", "COUNT_DISTINCT(ad_id)"], ["week"], "impressions > 0"),
     (["spend", "budget", "budget_used"], ["campaign_status", "budget_type"], None),
     (["cpc", "AVG(clicks)", "MAX(spend)"], ["ad_group_name"], "campaign_status = 'active'"),
+    (["spend", "ctr"], ["platform"], "HAS_LABEL('brand') AND NOT HAS_LABEL('test')"),
 ]
 
 

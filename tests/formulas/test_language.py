@@ -135,6 +135,8 @@ def test_units_are_inferred(catalog, text, unit):
     ("LOG(spend, 1)", "positive number other than 1"),
     ("SUM(IF(platform IN ('meta', NULL), 1, 0))", "NULL in an IN list"),
     ("SUM(IF(platform IN (campaign_name), 1, 0))", "IN takes a list of values"),
+    ("SUM(IF(labels = 'brand', 1, 0))", "labels is a list of values: test one with HAS_LABEL"),
+    ("SUM(IF(HAS_LABEL(platform), 1, 0))", "HAS_LABEL takes a quoted label"),
 ])
 def test_unit_and_type_errors_name_both_sides(catalog, text, fragment):
     assert fragment in str(error(catalog, text))

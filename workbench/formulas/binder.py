@@ -22,12 +22,12 @@ from workbench.formulas.units import NUMERIC, Unit, arith_type, article, compati
 
 WindowResolver = Callable[[s.Name, "Binder"], Bound]
 _ARITY = {"IF": (2, 3), "COALESCE": (1, 99), "DIVIDE": (2, 3), "ROUND": (1, 2), "ABS": (1, 1),
-          "LEAST": (2, 99), "GREATEST": (2, 99), "LOG": (1, 2), "LN": (1, 1), "SUM": (1, 1),
+          "LEAST": (2, 99), "GREATEST": (2, 99), "LOG": (1, 2), "LN": (1, 1), "HAS_LABEL": (1, 1), "SUM": (1, 1),
           "AVG": (1, 1), "MIN": (1, 1), "MAX": (1, 1), "COUNT": (0, 1), "COUNT_DISTINCT": (1, 1)}
 _USAGE = {"IF": "IF(condition, value if true[, value if false])", "COALESCE": "COALESCE(a, b, ...)",
           "DIVIDE": "DIVIDE(numerator, denominator[, value when the denominator is 0])",
           "ROUND": "ROUND(x[, digits])", "ABS": "ABS(x)", "LEAST": "LEAST(a, b, ...)",
-          "GREATEST": "GREATEST(a, b, ...)", "LOG": "LOG(x[, base]) (base 10 by default)", "LN": "LN(x)",
+          "GREATEST": "GREATEST(a, b, ...)", "LOG": "LOG(x[, base]) (base 10 by default)", "LN": "LN(x)", "HAS_LABEL": "HAS_LABEL('brand')",
           "SUM": "SUM(x)", "AVG": "AVG(x)", "MIN": "MIN(x)", "MAX": "MAX(x)", "COUNT": "COUNT(*) or COUNT(x)",
           "COUNT_DISTINCT": "COUNT_DISTINCT(x)"}
 
@@ -179,6 +179,8 @@ class Binder:
         cat = self.catalog
         if key in cat.dimensions:
             d = cat.dimensions[key]
+            if d.vtype == "list":
+                raise self._error(f"{d.name} is a list of values: test one with HAS_LABEL('brand')", node)
             return Col(d.name, d.column, None, d.truncate, unit=d.unit, vtype=d.vtype, level="row")
         if key in cat.base:
             m = cat.base[key]
@@ -302,6 +304,8 @@ class Binder:
             raise self._error(f"{fn} takes {count} argument{'s' if high != 1 else ''}, got {n}: {_USAGE[fn]}", node)
         if fn in AGGREGATES:
             return self._aggregate(node, fn, ctx)
+        if fn == "HAS_LABEL":
+            return self._has_label(node)
         args = [self._bind(a, ctx) for a in node.args]
         parts = list(zip(node.args, args, strict=True))
         level = self._level(parts, node)
@@ -325,6 +329,15 @@ class Binder:
         unit = arg.unit
         vtype = "float" if fn == "AVG" else arg.vtype
         return Agg(fn, arg, unit=unit, vtype=vtype, level="agg")
+
+    def _has_label(self, node: s.Call) -> Bound:
+        label = node.args[0]
+        if not isinstance(label, s.String):
+            raise self._error("HAS_LABEL takes a quoted label, e.g. HAS_LABEL('brand')", label)
+        d = self.catalog.dimensions["labels"]
+        col = Col(d.name, d.column, None, unit=d.unit, vtype=d.vtype, level="row")
+        return Op("has_label", (col, Lit(label.value, unit=Unit.STRING, vtype="string", level="const")),
+                  unit=Unit.BOOLEAN, vtype="bool", level="row")
 
     # -- scalar functions: (node, [(arg node, bound)], level) -> bound ---------------------
 

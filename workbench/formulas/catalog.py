@@ -108,9 +108,11 @@ DIMENSIONS: dict[str, Dimension] = {d.name: d for d in (
     Dimension("ad_group_name", "ad_group_name", Unit.STRING, "string", (PERF,), "Ad set / line item / ad group name."),
     Dimension("ad_id", "ad_id", Unit.STRING, "string", (PERF,), "Ad / creative id."),
     Dimension("ad_name", "ad_name", Unit.STRING, "string", (PERF,), "Ad / creative name."),
+    Dimension("labels", "campaign_labels", Unit.STRING, "list", (PERF,),
+              "The campaign's labels (a list): test one with HAS_LABEL('brand')."),
 )}
 
-FUNCTIONS = ("IF", "COALESCE", "DIVIDE", "ROUND", "ABS", "LEAST", "GREATEST", "LOG", "LN",
+FUNCTIONS = ("IF", "COALESCE", "DIVIDE", "ROUND", "ABS", "LEAST", "GREATEST", "LOG", "LN", "HAS_LABEL",
              "SUM", "AVG", "MIN", "MAX", "COUNT", "COUNT_DISTINCT")
 AGGREGATES = frozenset({"SUM", "AVG", "MIN", "MAX", "COUNT", "COUNT_DISTINCT"})
 RESERVED = frozenset({"and", "or", "not", "in", "is", "null", "true", "false"})

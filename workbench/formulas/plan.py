@@ -103,6 +103,8 @@ def _build(catalog: Catalog, metrics: list[str] | dict[str, str], by: list[str] 
                 f"; dimensions: {', '.join(sorted(catalog.dimensions))}"
             raise FormulaError(f"unknown dimension '{name}' in by{hint}", suggestions=hits)
         d = catalog.dimensions[key]
+        if d.vtype == "list":
+            raise FormulaError(f"{d.name} is a list and cannot be a grouping dimension; filter with HAS_LABEL('...')")
         if d.name in [x.name for x in dims]:
             raise FormulaError(f"'{d.name}' appears twice in by")
         dims.append(Col(d.name, d.column, None, d.truncate, unit=d.unit, vtype=d.vtype, level="row"))

@@ -49,6 +49,7 @@ _OPS: dict[str, Callable[..., pl.Expr]] = {
     "least": lambda *args: pl.min_horizontal(*args),
     "greatest": lambda *args: pl.max_horizontal(*args),
     "ln": lambda a: _log(a, None),
+    "has_label": lambda labels, label: labels.list.contains(label).fill_null(False),
 }
 
 

@@ -63,6 +63,7 @@ _OPS: dict[str, Callable[..., str]] = {
     "least": lambda *args: f"least({', '.join(args)})",
     "greatest": lambda *args: f"greatest({', '.join(args)})",
     "ln": lambda a: f"if({a} > 0, log({a}), NULL)",
+    "has_label": lambda labels, label: f"has({labels}, {label})",
 }
 
 _AGGS = {"SUM": "coalesce(sum({}), 0)", "AVG": "avgOrNull({})", "MIN": "minOrNull({})",
