@@ -27,7 +27,8 @@ _ARITY = {"IF": (2, 3), "COALESCE": (1, 99), "DIVIDE": (2, 3), "ROUND": (1, 2), 
 _USAGE = {"IF": "IF(condition, value if true[, value if false])", "COALESCE": "COALESCE(a, b, ...)",
           "DIVIDE": "DIVIDE(numerator, denominator[, value when the denominator is 0])",
           "ROUND": "ROUND(x[, digits])", "ABS": "ABS(x)", "LEAST": "LEAST(a, b, ...)",
-          "GREATEST": "GREATEST(a, b, ...)", "LOG": "LOG(x[, base]) (base 10 by default)", "LN": "LN(x)", "HAS_LABEL": "HAS_LABEL('brand')",
+          "GREATEST": "GREATEST(a, b, ...)", "LOG": "LOG(x[, base]) (base 10 by default)", "LN": "LN(x)",
+          "HAS_LABEL": "HAS_LABEL('brand')",
           "SUM": "SUM(x)", "AVG": "AVG(x)", "MIN": "MIN(x)", "MAX": "MAX(x)", "COUNT": "COUNT(*) or COUNT(x)",
           "COUNT_DISTINCT": "COUNT_DISTINCT(x)"}
 
