@@ -32,11 +32,13 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/queries.py
 	$(BIN)/python bench/formulas.py
+	$(BIN)/python bench/rules.py
 
 bench-quick: $(VENV)/.installed-dev
 	$(BIN)/python bench/pipeline.py --sizes 100000 --no-pandas-limit
 	$(BIN)/python bench/queries.py --rows 1000000
 	$(BIN)/python bench/formulas.py --quick
+	$(BIN)/python bench/rules.py --quick
 
 clean:
 	rm -rf .workbench .pytest_cache .mypy_cache .ruff_cache

@@ -59,3 +59,18 @@ def test_formula_bench_compares_compiled_hand_and_row_by_row(tmp_path):
         assert query["groups"] > 0 and query["row_by_row"]["rows"] == 5000
         assert set(query["timing"]) == {"compiled", "hand", "compiled-prebuilt"}
     assert results["sql"]["gold_rows"] > 0 and results["sql"]["stats"]["sql"]["n"] == 2
+
+
+def test_rules_bench_compares_engine_per_rule_and_python_loop(tmp_path):
+    out = tmp_path / "rules.json"
+    stdout = _run("rules.py", "--quick", "--out", str(out), "--scratch", str(tmp_path))
+    assert "ratio python/engine =" in stdout and "ratio per-rule/engine =" in stdout
+    assert "check python loop = engine on 5 rules: PASS" in stdout
+    results = json.loads(out.read_text())
+    assert (results["entities"], results["days"], results["rules"]) == (2000, 30, 100)
+    engine = results["engine"]
+    assert engine["entities_out"] == 2000 and engine["columns_out"] == 6 + 100
+    assert engine["slots"] > 0 and len(engine["matched"]) == 100 and sum(engine["matched"].values()) > 0
+    assert results["checks"]["python_vs_engine"]["rules"] == 5
+    assert results["checks"]["per_rule_vs_engine"]["rules"] == 3
+    assert results["python"]["rules_run"] == 5 and results["ratio_python_engine"] > 0
