@@ -258,7 +258,7 @@ def parse(text: str) -> s.Node:
     return _parse(text)
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=16384)
 def _parse(text: str) -> s.Node:
     if not text.strip():
         raise FormulaError("the formula is empty")
