@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Date, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Date, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -174,7 +174,8 @@ class Notification(Base):
     """The outbox: one message to one channel target, delivered by the dispatcher with retries."""
 
     __tablename__ = "notifications"
-    __table_args__ = (UniqueConstraint("idempotency_key"),)
+    # the dispatcher's question is "what is due?": status and next attempt, across organisations
+    __table_args__ = (UniqueConstraint("idempotency_key"), Index("ix_notifications_due", "status", "next_attempt_at"))
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
