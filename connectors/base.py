@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, ClassVar
@@ -73,6 +73,51 @@ class ConnectionConfig:
     lookback_days: int = 0
     org_currency: str = "USD"
     org_timezone: str = "UTC"
+    on_credentials: Callable[[dict[str, str]], None] | None = None  # store refreshed tokens
+
+
+@dataclass(frozen=True)
+class CredentialField:
+    """A credential a connection needs: asked for by ``workbench connections add``."""
+
+    name: str
+    prompt: str
+    secret: bool = True
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class Account:
+    """An account the credentials reach (ad account, advertiser, CRM portal or org)."""
+
+    id: str
+    name: str
+    currency: str | None = None
+    status: str | None = None
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Days of a run's window without rows for an account that had delivery in it."""
+
+    account_id: str
+    days: tuple[dt.date, ...]
+
+    def describe(self) -> str:
+        return f"account {self.account_id}: no rows for {describe_days(self.days)}"
+
+
+def describe_days(days: tuple[dt.date, ...] | list[dt.date]) -> str:
+    """``2026-11-01..03, 2026-11-05``: runs of consecutive days."""
+    runs: list[list[dt.date]] = []
+    for d in sorted(days):
+        if runs and (d - runs[-1][-1]).days == 1:
+            runs[-1].append(d)
+        else:
+            runs.append([d])
+    return ", ".join(r[0].isoformat() if len(r) == 1 else f"{r[0].isoformat()}..{r[-1].day:02d}"
+                     if r[0].month == r[-1].month else f"{r[0].isoformat()}..{r[-1].isoformat()}"
+                     for r in runs)
 
 
 class Connector(ABC):
@@ -81,6 +126,9 @@ class Connector(ABC):
     name: ClassVar[str]
     streams: ClassVar[tuple[StreamSpec, ...]]
     default_lookback_days: ClassVar[int] = 0
+    #: what the connector can do: "read", "write" (pause/resume/budgets), "async_reports"...
+    capabilities: ClassVar[frozenset[str]] = frozenset({"read"})
+    credential_fields: ClassVar[tuple[CredentialField, ...]] = ()
 
     def __init__(self, config: ConnectionConfig) -> None:
         self.config = config
@@ -99,6 +147,22 @@ class Connector(ABC):
     def next_state(self, window: Window) -> dict[str, Any]:
         """Incremental state to store after a successful read of ``window``."""
         return {"last_window_end": window.end.isoformat()}
+
+    def accounts(self) -> list[Account]:
+        """The accounts this connection reaches (``workbench connections test``)."""
+        return []
+
+    def gaps(self, window: Window) -> list[Gap]:
+        """Days without rows for accounts that had delivery in ``window`` (after ``read``)."""
+        return []
+
+    @property
+    def api_calls(self) -> int:
+        """Calls made to the platform so far (usage metering)."""
+        return 0
+
+    def close(self) -> None:
+        """Release network clients."""
 
 
 # -- write-back ----------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """The platform-writer registry: one explicit mapping of ad platforms to write-side factories.
 
 A factory takes ``(platform, stores, org_id)`` and returns that organisation's
-``PlatformWriter``. Until the real Meta, DV360 and The Trade Desk writers are registered, every
-platform writes to the synthetic platform (``connectors.synthetic_platform``), which records
-what it was asked; third-party writers come from the ``workbench.platform_writers`` entry points.
+``PlatformWriter``. The built-in factory routes by the organisation's connections: when it has
+an active connection of the platform's own connector (``meta``, ``dv360``, ``ttd``), writes go to
+the platform through it; otherwise to the synthetic platform (``connectors.synthetic_platform``),
+which records what it was asked. Third-party writers come from the
+``workbench.platform_writers`` entry points.
 """
 
 from __future__ import annotations
@@ -47,7 +49,26 @@ class WriterRegistry:
         return sorted(self._factories)
 
 
+def connection_or_synthetic(platform: str, stores: Stores, org_id: str) -> PlatformWriter:
+    """The writer of the organisation's first active ``platform`` connection (by name) that can
+    write, or its synthetic platform when it has none."""
+    from connectors.platform import PlatformConnector, WriteJournal
+    from connectors.registry import connectors
+    from workbench.medallion.pipeline import open_connector
+    from workbench.oltp import repo
+
+    candidates = [c for c in repo.list_connections(stores.db, org_id)
+                  if c.platform == platform and c.status == "active"]
+    if not candidates or platform not in connectors.names():
+        return SyntheticPlatform.for_stores(platform, stores, org_id)
+    org = repo.get_org(stores.db, org_id)
+    connector = open_connector(stores.settings, stores.db, org, candidates[0])
+    if not isinstance(connector, PlatformConnector) or "write" not in connector.capabilities:
+        return SyntheticPlatform.for_stores(platform, stores, org_id)
+    return connector.writer(WriteJournal(stores.db, org_id, platform))
+
+
 platform_writers = WriterRegistry()
 for _platform in PLATFORMS:
-    platform_writers.register(_platform, SyntheticPlatform.for_stores)
+    platform_writers.register(_platform, connection_or_synthetic)
 platform_writers.register_entry_points()

@@ -9,9 +9,18 @@
     ├── IsolationError              an operation would reach another organisation's data
     ├── PipelineError               a pipeline step failed (the previous state stays visible)
     │   └── TransientError          worth retrying (a lost commit race, a busy store)
-    └── DeliveryError               a notification could not be delivered (channel, target)
-        ├── TransientDeliveryError  retry later (refused, timeout, 5xx, 429); also a TransientError
-        └── PermanentDeliveryError  retrying cannot help (4xx, SMTP 5xx, unknown target)
+    ├── DeliveryError               a notification could not be delivered (channel, target)
+    │   ├── TransientDeliveryError  retry later (refused, timeout, 5xx, 429); also a TransientError
+    │   └── PermanentDeliveryError  retrying cannot help (4xx, SMTP 5xx, unknown target)
+    └── ApiError                    a platform API call failed (Meta, DV360, TTD, HubSpot, Salesforce)
+        ├── TransientApiError       retried with back-off: 5xx, timeouts, malformed pages; also a
+        │   │                       TransientError
+        │   └── ThrottledError      the platform asked us to slow down and said for how long
+        └── FinalApiError           retrying cannot help; the message says what to fix
+            ├── AuthError           credentials rejected or expired beyond refresh
+            ├── AccessError         the credentials lack a permission or an account
+            ├── QuotaExceededError  a quota is spent until it resets (not retried in a loop)
+            └── RequestError        the request itself is wrong (a bad field, a bad id)
 
 Messages are written for the person who has to act: they say what is wrong and what to do.
 """
@@ -111,3 +120,45 @@ class TransientDeliveryError(DeliveryError, TransientError):
 
 class PermanentDeliveryError(DeliveryError):
     """Retrying cannot help: the receiver refused the message or the target is not configured."""
+
+
+class ApiError(WorkbenchError):
+    """A platform API call failed. ``platform`` names it; messages never carry tokens or secrets.
+
+    ``retry_after`` is the platform's own wait in seconds where it gave one.
+    """
+
+    def __init__(self, message: str, *, platform: str = "", status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.platform = platform
+        self.status = status
+        self.retry_after = retry_after
+
+
+class TransientApiError(ApiError, TransientError):
+    """Worth retrying with back-off: a 5xx, a timeout, a dropped connection, a malformed page."""
+
+
+class ThrottledError(TransientApiError):
+    """The platform asked us to slow down (429, Meta throttle codes, usage headers)."""
+
+
+class FinalApiError(ApiError):
+    """Retrying cannot help; the run stops and the message says what to fix."""
+
+
+class AuthError(FinalApiError):
+    """The credentials were rejected (or the refresh token no longer works)."""
+
+
+class AccessError(FinalApiError):
+    """The credentials work but lack a permission, or the account is unknown to them."""
+
+
+class QuotaExceededError(FinalApiError):
+    """A quota is spent until it resets (Salesforce's daily API requests, a long Meta block)."""
+
+
+class RequestError(FinalApiError):
+    """The platform refused the request itself (a bad field or value)."""

@@ -8,7 +8,7 @@ import zoneinfo
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.base import ConnectionConfig, Window
+from connectors.base import ConnectionConfig, Connector, Gap, Window
 from connectors.registry import connectors
 from workbench import faults
 from workbench.lake.catalog import Lake
@@ -33,6 +33,8 @@ class IngestResult:
     window: Window
     rows: int
     streams: dict[str, int] = field(default_factory=dict)
+    gaps: list[Gap] = field(default_factory=list)
+    api_calls: int = 0
 
 
 @dataclass
@@ -45,17 +47,40 @@ class TransformResult:
     dates: list[dt.date] = field(default_factory=list)
 
 
+def open_connector(settings: Settings, db: Oltp, org: Organisation, conn: Connection,
+                   extra_state: dict[str, Any] | None = None) -> Connector:
+    """The connector of ``conn`` with its decrypted credentials; refreshed tokens are stored
+    back, encrypted, as soon as the platform issues them."""
+    cls = connectors.get(conn.platform)
+    key = settings.credentials_key
+
+    def keep(update: dict[str, str]) -> None:
+        repo.update_credentials(db, key, org.id, conn.id, update)
+
+    config = ConnectionConfig(
+        org_id=org.id, connection_id=conn.id, settings=conn.settings,
+        credentials=repo.decrypt_credentials(key, conn.credentials_encrypted),
+        state={**conn.state, **(extra_state or {})}, lookback_days=conn.lookback_days,
+        org_currency=org.currency, org_timezone=org.timezone, on_credentials=keep)
+    return cls(config)
+
+
 def ingest(settings: Settings, db: Oltp, lake: Lake, org: Organisation, conn: Connection,
            window: Window | None, *, show_progress: bool = True,
            extra_state: dict[str, Any] | None = None) -> IngestResult:
-    """Read ``window`` from the connection and land it in bronze as one batch."""
-    cls = connectors.get(conn.platform)
-    config = ConnectionConfig(
-        org_id=org.id, connection_id=conn.id, settings=conn.settings,
-        credentials=repo.decrypt_credentials(settings.credentials_key, conn.credentials_encrypted),
-        state={**conn.state, **(extra_state or {})}, lookback_days=conn.lookback_days,
-        org_currency=org.currency, org_timezone=org.timezone)
-    connector = cls(config)
+    """Read ``window`` from the connection and land it in bronze as one batch.
+
+    Nothing lands unless the whole read succeeds: a final platform error leaves bronze, silver
+    and the connection's state as they were, and the run recorded as failed with the error."""
+    connector = open_connector(settings, db, org, conn, extra_state)
+    try:
+        return _ingest(settings, db, lake, org, conn, connector, window, show_progress)
+    finally:
+        connector.close()
+
+
+def _ingest(settings: Settings, db: Oltp, lake: Lake, org: Organisation, conn: Connection,
+            connector: Connector, window: Window | None, show_progress: bool) -> IngestResult:
     win = connector.resolve_window(window, org_today(org))
     batch_id = new_id()
     extracted_at = dt.datetime.now(dt.UTC)
@@ -74,12 +99,18 @@ def ingest(settings: Settings, db: Oltp, lake: Lake, org: Organisation, conn: Co
                                         source=conn.platform, window_start=win.start,
                                         window_end=win.end, extracted_at=extracted_at,
                                         rows_in=rows, streams=dict(counts), status="landed"))
-        repo.save_connection_state(db, org.id, conn.id, {**conn.state, **connector.next_state(win)})
-        run.summary = {"batch_id": batch_id if rows else None, "rows": rows, "streams": dict(counts)}
+        gaps = connector.gaps(win)
+        gap_text = [g.describe() for g in gaps]
+        current = repo.get_connection(db, org.id, conn.name).state  # tokens may have moved on
+        repo.save_connection_state(db, org.id, conn.id, {**current, **connector.next_state(win),
+                                                         "last_gaps": gap_text})
+        run.summary = {"batch_id": batch_id if rows else None, "rows": rows, "streams": dict(counts),
+                       "api_calls": connector.api_calls, "gaps": gap_text}
     if rows:
         repo.append_event(db, org.id, "ingest.done", {"batch_id": batch_id, "rows": rows,
-                                                      "connection": conn.name})
-    return IngestResult(batch_id if rows else None, conn.name, win, rows, dict(counts))
+                                                      "connection": conn.name, "gaps": gap_text})
+    return IngestResult(batch_id if rows else None, conn.name, win, rows, dict(counts), gaps,
+                        connector.api_calls)
 
 
 def _with_later_overlaps(selected: list[Batch], all_batches: list[Batch]) -> list[Batch]:

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from workbench.errors import ConfigError, NotFoundError, ValidationError
@@ -113,6 +113,38 @@ def list_connections(db: Oltp, org_id: str) -> list[Connection]:
     with db.session() as s:
         return list(s.scalars(select(Connection).where(Connection.org_id == org_id)
                               .order_by(Connection.name)))
+
+
+def update_credentials(db: Oltp, key: bytes, org_id: str, connection_id: str,
+                       update: dict[str, str]) -> None:
+    """Merge ``update`` (a refreshed access token, a rotated refresh token) into the stored,
+    encrypted credentials of a connection."""
+    with db.session() as s:
+        conn = s.get(Connection, connection_id)
+        if conn is None or conn.org_id != org_id:
+            raise NotFoundError(f"connection {connection_id} not found in '{org_id}'")
+        current = decrypt_credentials(key, conn.credentials_encrypted)
+        conn.credentials_encrypted = encrypt_credentials(key, {**current, **update})
+
+
+def get_connection(db: Oltp, org_id: str, name: str) -> Connection:
+    with db.session() as s:
+        conn = s.scalar(select(Connection).where(Connection.org_id == org_id, Connection.name == name))
+    if conn is None:
+        known = ", ".join(c.name for c in list_connections(db, org_id)) or "none"
+        raise NotFoundError(f"no connection '{name}' in '{org_id}' (connections: {known}); "
+                            "add one with workbench connections add")
+    return conn
+
+
+def remove_connection(db: Oltp, org_id: str, name: str) -> None:
+    """Delete a connection and its batch records; what it landed stays in the lake."""
+    conn = get_connection(db, org_id, name)
+    with db.session() as s:
+        s.execute(delete(Batch).where(Batch.org_id == org_id, Batch.connection_id == conn.id))
+        row = s.get(Connection, conn.id)
+        if row is not None:
+            s.delete(row)
 
 
 def save_connection_state(db: Oltp, org_id: str, connection_id: str, state: dict[str, Any]) -> None:
