@@ -203,7 +203,7 @@ class FakePlatform:
         exempt = False
         for method, regex, fn in self.routes:
             m = regex.match(request.path)
-            if m and method == request.command:
+            if m and method == request.method:
                 handler, request.match = fn, m
                 exempt = regex.pattern[1:-1] in self.auth_exempt
                 break
@@ -223,7 +223,7 @@ class FakePlatform:
         if fault == "slow":
             time.sleep(self.slow_seconds)
         if handler is None:
-            return self._send(h, Reply(404, {"error": f"no route {request.command} {request.path}"}))
+            return self._send(h, Reply(404, {"error": f"no route {request.method} {request.path}"}))
         if not exempt and not self.authorised(request):
             return self._send(h, self.unauthorised(request))
         reply = handler(request)
