@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 
 from numpy import base_repr
 
-from connectors.base import Connector, Page, StreamSpec, Window
+from connectors.base import Account, Connector, Page, StreamSpec, Window
 from connectors.synthetic_world import (
     AdDay,
     Campaign,
@@ -98,6 +98,11 @@ class SyntheticConnector(Connector):
         """The synthetic organisation this connection reads."""
         c = self.config
         return World(c.org_currency, WorldSettings.from_config(c.org_id, c.settings, c.state))
+
+    def accounts(self) -> list[Account]:
+        """The synthetic ad accounts of every configured platform (id, name, currency)."""
+        return [Account(a.id, f"{platform}: {a.name}", a.currency, "active")
+                for platform, accounts in self.world().accounts.items() for a in accounts]
 
     def read(self, window: Window) -> Iterator[Page]:
         """Yield pages (at most 5,000 records) of every configured stream for ``window``."""

@@ -14,6 +14,7 @@ from workbench.cli_metrics import metric_app
 from workbench.cli_metrics import metrics as metrics_command
 from workbench.cli_notify import notify_app
 from workbench.cli_rules import rules_app
+from workbench.cli_connections import connections_app
 from workbench.cli_common import _DEBUG, Format, FromOpt, OrgOpt, ToOpt, _date, err, out, print_frame
 from workbench.errors import WorkbenchError
 
@@ -28,6 +29,7 @@ app.add_typer(metric_app, name="metric")
 app.command("metrics")(metrics_command)
 app.add_typer(notify_app, name="notify")
 app.add_typer(rules_app, name="rules")
+app.add_typer(connections_app, name="connections")
 
 
 @app.callback()

@@ -19,6 +19,7 @@ from workbench.formulas.api import Explanation
 from workbench.formulas.definitions import MetricChange
 
 if TYPE_CHECKING:
+    from workbench.connections import SyncResult
     from workbench.rules.api import Rules
 from workbench.lake.schemas import TABLES
 from workbench.medallion import pipeline
@@ -68,10 +69,44 @@ class Workspace:
             credentials)
 
     def connections(self) -> pl.DataFrame:
-        rows = [{"name": c.name, "platform": c.platform, "lookback_days": c.lookback_days,
-                 "status": c.status, "state": str(c.state)} for c in repo.list_connections(self.stores.db, self.org.id)]
-        return pl.DataFrame(rows, schema={"name": pl.String, "platform": pl.String,
-                                          "lookback_days": pl.Int64, "status": pl.String, "state": pl.String})
+        """The organisation's connections: platform, look-back, what they can do, data through,
+        gaps of the last run, credential fields set (never their values)."""
+        from workbench import connections
+
+        return connections.frame(self)
+
+    def add_connection(self, platform: str, name: str | None = None, *, settings: dict[str, Any] | None = None,
+                       credentials: dict[str, str] | None = None, lookback_days: int | None = None,
+                       update: bool = False) -> Connection:
+        """Add a platform connection (``update=True`` changes an existing one), e.g.
+        ``ws.add_connection("meta", credentials={"access_token": token}, settings={"account_ids": ["act_1"]})``.
+        Credentials are checked against what the connector needs and stored encrypted."""
+        from workbench import connections
+
+        return connections.add(self, platform, name, settings=settings, credentials=credentials,
+                               lookback_days=lookback_days, update=update)
+
+    def test_connection(self, name: str) -> pl.DataFrame:
+        """The accounts the connection's credentials reach; raises what to fix when they fail."""
+        from workbench import connections
+
+        return connections.test(self, name)
+
+    def sync(self, *names: str, start: dt.date | str | None = None, end: dt.date | str | None = None,
+             transform: bool = True, progress: bool = True) -> SyncResult:
+        """Ingest the named connections (default: all active ones) for their default window (new
+        days plus the restatement look-back) or ``start``..``end``, then transform."""
+        from workbench import connections
+
+        win = _window(start, end)
+        return connections.sync(self, list(names) or None, win.start if win else None,
+                                win.end if win else None, transform=transform, progress=progress)
+
+    def remove_connection(self, name: str) -> None:
+        """Delete a connection and its credentials (landed data stays)."""
+        from workbench import connections
+
+        connections.remove(self, name)
 
     def ingest(self, source: str = "synthetic", start: dt.date | str | None = None,
                end: dt.date | str | None = None, *, file: str | Path | None = None,
