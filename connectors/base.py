@@ -161,7 +161,7 @@ class Connector(ABC):
         """Calls made to the platform so far (usage metering)."""
         return 0
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most connectors hold nothing to release
         """Release network clients."""
 
 

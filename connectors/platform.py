@@ -20,7 +20,6 @@ from connectors.base import (
     Account,
     ConnectionConfig,
     Connector,
-    CredentialField,
     EntityState,
     Gap,
     PermanentWriteError,
