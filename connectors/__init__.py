@@ -5,11 +5,13 @@ plain sight, third-party ones through the ``workbench.connectors`` entry points.
 """
 
 from connectors.csv_file import CsvConnector
+from connectors.hubspot import HubSpotConnector
 from connectors.registry import connectors
 from connectors.synthetic import SyntheticConnector
 
 connectors.register("synthetic", SyntheticConnector)
 connectors.register("csv", CsvConnector)
+connectors.register("hubspot", HubSpotConnector)
 connectors.register_entry_points()
 
 __all__ = ["connectors"]

@@ -346,6 +346,8 @@ class ApiClient:
                                     platform=self.platform) from None
         log.debug("%s %s %s -> %d", self.platform, method, response.url.path, response.status_code)
         error = self.check(response) if self.check is not None else None
+        if error is not None:  # a platform message may quote what it was sent
+            error.args = (self.mask(str(error)),)
         if error is None:
             if response.is_success:
                 return response

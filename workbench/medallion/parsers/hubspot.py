@@ -37,7 +37,8 @@ def parse_deals(raw: pl.DataFrame, ctx: ParseContext) -> ParseResult:
     decoded, bad_json = decode_objects(raw, DEAL_DTYPE, lambda lf: lf.select(
         *BRONZE_KEEP, pl.col("r").struct.field("id", "createdAt"),
         pl.col("r").struct.field("properties").struct.unnest()))
-    parsed = decoded.with_columns(
+    # HubSpot sends a cleared property as "": a deal without an amount, not a bad number
+    parsed = decoded.with_columns(pl.col("amount").replace("", None)).with_columns(
         parse_number(pl.col("amount")).alias("__amount"), pl.col("amount").alias("__raw___amount"))
     good, bad_numbers = split_numbers(parsed, {"__amount": "properties.amount"})
     is_closed = pl.col("hs_is_closed").str.to_lowercase() == "true"
