@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
@@ -43,6 +43,22 @@ from workbench.errors import (
 
 log = logging.getLogger("connectors.http")
 USER_AGENT = "workbench-connectors/0.1"
+T = TypeVar("T")
+
+
+class _NoQueryInLoggedUrls(logging.Filter):
+    """httpx logs every URL whole at INFO; a query can hold a credential (the signature of a
+    presigned report URL), so it is dropped from those records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(a.copy_with(query=None) if isinstance(a, httpx.URL) and a.query else a
+                                for a in record.args)
+        return True
+
+
+if not any(isinstance(f, _NoQueryInLoggedUrls) for f in logging.getLogger("httpx").filters):
+    logging.getLogger("httpx").addFilter(_NoQueryInLoggedUrls())
 
 
 # -- retry policy ----------------------------------------------------------------------------
@@ -374,9 +390,9 @@ class ApiClient:
         status = response.status_code
         detail = self.mask(" ".join(response.text.split())[:300])
         message = f"{self.platform} {what}: HTTP {status}" + (f": {detail}" if detail else "")
-        if status == 429:
-            return ThrottledError(message, status=status,
-                                  retry_after=retry_after(response.headers.get("Retry-After")))
+        wait = retry_after(response.headers.get("Retry-After"))
+        if status == 429 or (status == 503 and wait is not None):  # a 503 with a stated wait: overloaded
+            return ThrottledError(message, status=status, retry_after=wait)
         if status == 408 or status >= 500:
             return TransientApiError(message, status=status)
         if status == 401:
@@ -404,18 +420,27 @@ class ApiClient:
     def post_json(self, url: str, *, what: str, **kwargs: Any) -> Any:
         return self._json("POST", url, what=what, **kwargs)
 
+    def put_json(self, url: str, *, what: str, **kwargs: Any) -> Any:
+        return self._json("PUT", url, what=what, **kwargs)
+
     def _json(self, method: str, url: str, *, what: str,
               validate: Callable[[Any], str | None] | None = None, **kwargs: Any) -> Any:
-        def attempt() -> Any:
-            body = self.decode(self.request(method, url, what=what, **kwargs), what)
+        def parse(response: httpx.Response) -> Any:
+            body = self.decode(response, what)
             problem = validate(body) if validate is not None else None
             if problem:  # a page missing its data or paging block: ask again
                 raise MalformedResponseError(f"{self.platform} {what}: malformed response: {problem}",
                                              platform=self.platform)
             return body
 
+        return self.fetch(method, url, what=what, parse=parse, **kwargs)
+
+    def fetch(self, method: str, url: str, *, what: str, parse: Callable[[httpx.Response], T],
+              **kwargs: Any) -> T:
+        """Send a call and parse its body; a body ``parse`` rejects with ``MalformedResponseError``
+        (a truncated page or file) is fetched again, up to ``max_attempts`` times."""
         # request() already retried transport and status failures; this retries bodies only
         retrying = Retrying(stop=stop_after_attempt(self.policy.max_attempts),
                             wait=lambda s: self.policy.wait(s.attempt_number, None),
                             retry=retry_if_exception_type(MalformedResponseError), reraise=True)
-        return retrying(attempt)
+        return retrying(lambda: parse(self.request(method, url, what=what, **kwargs)))
