@@ -321,10 +321,12 @@ class ApiClient:
     def request(self, method: str, url: str, *, what: str, auth: bool = True,
                 params: Mapping[str, Any] | None = None, json: Any = None,
                 data: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None,
-                ) -> httpx.Response:
+                attempts: int | None = None) -> httpx.Response:
         """Send one call with retries; return the 2xx response or raise an ``ApiError``.
 
-        ``what`` names the call in errors ("insights for act_1, 2026-11-01..07")."""
+        ``what`` names the call in errors ("insights for act_1, 2026-11-01..07"); ``attempts``
+        overrides the policy's ``max_attempts`` (1 for a write whose lost answer must be re-read
+        rather than sent again)."""
         refreshed = [False]
 
         def attempt() -> httpx.Response:
@@ -338,7 +340,7 @@ class ApiClient:
                      state.attempt_number + 1, self.policy.max_attempts)
 
         retrying = Retrying(
-            stop=stop_after_attempt(self.policy.max_attempts),
+            stop=stop_after_attempt(attempts or self.policy.max_attempts),
             wait=lambda s: self.policy.wait(s.attempt_number,
                                             s.outcome.exception() if s.outcome else None),
             retry=retry_if_exception_type(TransientApiError),
@@ -388,7 +390,7 @@ class ApiClient:
     def classify(self, response: httpx.Response, what: str) -> ApiError:
         """The error a non-2xx response means, by status code alone."""
         status = response.status_code
-        detail = self.mask(" ".join(response.text.split())[:300])
+        detail = " ".join(self.mask(response.text).split())[:300]  # mask first: never half a secret
         message = f"{self.platform} {what}: HTTP {status}" + (f": {detail}" if detail else "")
         wait = retry_after(response.headers.get("Retry-After"))
         if status == 429 or (status == 503 and wait is not None):  # a 503 with a stated wait: overloaded
@@ -440,7 +442,7 @@ class ApiClient:
         """Send a call and parse its body; a body ``parse`` rejects with ``MalformedResponseError``
         (a truncated page or file) is fetched again, up to ``max_attempts`` times."""
         # request() already retried transport and status failures; this retries bodies only
-        retrying = Retrying(stop=stop_after_attempt(self.policy.max_attempts),
+        retrying = Retrying(stop=stop_after_attempt(kwargs.get("attempts") or self.policy.max_attempts),
                             wait=lambda s: self.policy.wait(s.attempt_number, None),
                             retry=retry_if_exception_type(MalformedResponseError), reraise=True)
         return retrying(lambda: parse(self.request(method, url, what=what, **kwargs)))

@@ -13,6 +13,7 @@ import datetime as dt
 from abc import abstractmethod
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -95,6 +96,20 @@ class PlatformConnector(Connector):
         if absent:
             raise ValidationError(f"connection '{config.connection_id}' ({self.name}) needs the "
                                   f"setting(s) {', '.join(absent)} (--setting {absent[0]}=...)")
+
+    def number_setting(self, name: str, default: float, minimum: float = 0) -> float:
+        """A numeric setting (``chunk_days``, ``poll_seconds``...), checked: a value that is not
+        a number of at least ``minimum`` is a ``ValidationError`` naming the setting."""
+        value = self.config.settings.get(name)
+        value = default if value in (None, "") else value
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if not number >= minimum:
+            raise ValidationError(f"connection '{self.config.connection_id}' ({self.name}): the setting {name} "
+                                  f"must be a number of at least {minimum:g}, not {value!r}")
+        return number
 
     # -- windows and state ---------------------------------------------------------------------
 
@@ -212,34 +227,50 @@ class HttpPlatformWriter(PlatformWriter):
         return self._write(level, entity_id, {"budget": amount}, idempotency_key)
 
     def _write(self, level: str, entity_id: str, change: dict[str, Any], key: str) -> WriteResult:
-        done = self.journal.get(key, level, entity_id, change)
-        if done is not None:
-            return WriteResult(done.before, done.after, replayed=True)
+        entry = self.journal.get(key, level, entity_id, change)
+        if entry is not None and entry.done:
+            return WriteResult(entry.result.before, entry.result.after, replayed=True)
         try:
-            before = self.read(level, entity_id)
-            if "budget" in change and before.budget is None:
+            current = self.read(level, entity_id)
+            # a pending entry is an attempt whose answer never came: its ``before`` is the true one
+            before = entry.result.before if entry is not None else current
+            if "budget" in change and current.budget is None:
                 raise PermanentWriteError(
                     f"{self.platform} {level} {entity_id} has no budget of its own to change")
-            wanted = (before.status == change["status"]) if "status" in change else (
-                before.budget == change["budget"])
-            after = before if wanted else self.apply(level, entity_id, before, change)
+            if entry is None:
+                self.journal.put(key, level, entity_id, change, WriteResult(before, before), done=False)
+            wanted = (current.status == change["status"]) if "status" in change else (
+                current.budget == change["budget"])
+            after = current if wanted else self.apply(level, entity_id, current, change)
         except TransientApiError as exc:
             raise TransientWriteError(str(exc), retry_after=exc.retry_after) from None
         except FinalApiError as exc:
             raise PermanentWriteError(str(exc)) from None
         result = WriteResult(before, after)
-        self.journal.put(key, level, entity_id, change, result)
+        self.journal.put(key, level, entity_id, change, result, done=True)
         return result
 
 
+@dataclass(frozen=True)
+class JournalEntry:
+    """A journalled write: ``done`` once the platform confirmed it; pending while in flight."""
+
+    result: WriteResult
+    done: bool
+
+
 class WriteJournal:
-    """Results of platform writes by idempotency key (the OLTP ``platform_writes`` table)."""
+    """Results of platform writes by idempotency key (the OLTP ``platform_writes`` table).
+
+    A write is journalled as pending (with the state before it) before it is sent, and done
+    after; a retry of a pending key keeps the first ``before``, so a change whose answer was
+    lost still reports what the entity was before it."""
 
     def __init__(self, db: Any, org_id: str, platform: str) -> None:
         self.db, self.org_id, self.platform = db, org_id, platform
 
-    def get(self, key: str, level: str, entity_id: str, change: dict[str, Any]) -> WriteResult | None:
-        """The first result of ``key``; an error when the key was used for another change."""
+    def get(self, key: str, level: str, entity_id: str, change: dict[str, Any]) -> JournalEntry | None:
+        """The entry of ``key``; an error when the key was used for another change."""
         from workbench.oltp.models import PlatformWrite
 
         with self.db.session() as s:
@@ -251,13 +282,16 @@ class WriteJournal:
                 raise PermanentWriteError(
                     f"idempotency key '{key}' was already used for another change "
                     f"({row.platform} {row.level} {row.entity_id} {row.change}); use a new key")
-            return WriteResult(EntityState.from_dict(row.before), EntityState.from_dict(row.after))
+            return JournalEntry(WriteResult(EntityState.from_dict(row.before), EntityState.from_dict(row.after)),
+                                row.status == "done")
 
-    def put(self, key: str, level: str, entity_id: str, change: dict[str, Any], result: WriteResult) -> None:
+    def put(self, key: str, level: str, entity_id: str, change: dict[str, Any], result: WriteResult,
+            *, done: bool) -> None:
         from workbench.oltp.models import PlatformWrite
 
         with self.db.session() as s:
             s.merge(PlatformWrite(org_id=self.org_id, idempotency_key=key, platform=self.platform,
                                   level=level, entity_id=entity_id,
                                   change={k: str(v) for k, v in change.items()},
-                                  before=result.before.to_dict(), after=result.after.to_dict()))
+                                  before=result.before.to_dict(), after=result.after.to_dict(),
+                                  status="done" if done else "pending"))

@@ -164,16 +164,8 @@ class TtdConnector(PlatformConnector):
 
     # -- settings ------------------------------------------------------------------------------
 
-    def _number(self, name: str, default: float) -> float:
-        value = self.config.settings.get(name)
-        try:
-            return float(default if value in (None, "") else value)
-        except (TypeError, ValueError):
-            raise ValidationError(f"ttd connection '{self.config.connection_id}': the setting {name} must be "
-                                  f"a number, not {value!r}") from None
-
     def _int(self, name: str, default: int) -> int:
-        return max(1, int(self._number(name, default)))
+        return int(self.number_setting(name, default, 1))
 
     @property
     def template_id(self) -> int | str:
@@ -253,7 +245,7 @@ class TtdConnector(PlatformConnector):
 
     def _wait(self, schedule: Any, what: str) -> list[dict[str, Any]] | None:
         """The deliveries once every execution of ``schedule`` is Complete; None when one Failed."""
-        polls, pause = self._int("max_polls", 360), max(0.0, self._number("poll_seconds", 10))
+        polls, pause = self._int("max_polls", 360), self.number_setting("poll_seconds", 10)
         for _ in range(polls):
             time.sleep(pause)  # a report is never ready at once: wait before each poll
             executions = [e for page in self._paged(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -77,7 +78,7 @@ class FakePlatform:
     def __init__(self) -> None:
         self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self.log: list[Request] = []
-        self.queued: list[tuple[re.Pattern[str] | None, Any]] = []
+        self.queued: list[tuple[re.Pattern[str] | None, str | None, Any]] = []
         self.transient_rate = 0.0
         self.transient_kinds: tuple[str, ...] = TRANSIENT_KINDS
         self.rng = random.Random(7)
@@ -100,10 +101,11 @@ class FakePlatform:
         if not auth:
             self.auth_exempt.add(pattern)
 
-    def fail_next(self, *faults: Any, path: str | None = None) -> None:
+    def fail_next(self, *faults: Any, path: str | None = None, method: str | None = None) -> None:
+        """Answer the next requests matching ``path`` (a regex) and ``method`` with ``faults``."""
         with self.lock:
             regex = re.compile(path) if path else None
-            self.queued.extend((regex, f) for f in faults)
+            self.queued.extend((regex, method, f) for f in faults)
 
     @property
     def url(self) -> str:
@@ -188,8 +190,8 @@ class FakePlatform:
 
     def _next_fault(self, request: Request, exempt: bool) -> Any:
         with self.lock:
-            for i, (regex, fault) in enumerate(self.queued):
-                if regex is None or regex.search(request.path):
+            for i, (regex, method, fault) in enumerate(self.queued):
+                if (regex is None or regex.search(request.path)) and method in (None, request.method):
                     del self.queued[i]
                     return fault
             if not exempt and self.transient_rate and self.rng.random() < self.transient_rate:
@@ -238,6 +240,9 @@ class FakePlatform:
 
     def _send(self, h: BaseHTTPRequestHandler, reply: Reply) -> None:
         body, content_type = reply.encoded()
+        # headers and body go out in two writes: without TCP_NODELAY, Nagle's algorithm and the
+        # client's delayed ACK hold every answer back ~40 ms
+        h.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             h.send_response(reply.status)
             headers = {"Content-Type": content_type, **reply.headers}

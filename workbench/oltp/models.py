@@ -253,4 +253,5 @@ class PlatformWrite(Base):
     change: Mapped[dict[str, Any]] = mapped_column(default=dict)
     before: Mapped[dict[str, Any]] = mapped_column(default=dict)
     after: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending / done
     created_at: Mapped[dt.datetime] = mapped_column(default=_now)

@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column('change', sa.JSON(), nullable=False),
         sa.Column('before', sa.JSON(), nullable=False),
         sa.Column('after', sa.JSON(), nullable=False),
+        sa.Column('status', sa.String(length=16), nullable=False),
         sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(['org_id'], ['organisations.id'], ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('org_id', 'idempotency_key'),
