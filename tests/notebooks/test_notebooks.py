@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import nbformat
@@ -47,3 +48,20 @@ def test_rules_notebook(tmp_path):
     assert "<Evaluation cpa_spike v1" in text and "retried 0" in text
     assert "{'and': [" in text and "cpa[yesterday] > 1.5 * cpa[previous_7d]" in text
     assert plotted, "the backtest plot was drawn"
+
+
+def test_connections_notebook_against_a_local_meta(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "tests" / "connectors"))
+    from fake_meta import TOKEN, FakeMeta
+
+    monkeypatch.setenv("META_ACCESS_TOKEN", TOKEN)  # the kernel inherits it; no cell holds it
+    with FakeMeta(days=5) as fake:
+        text, plotted = _execute(tmp_path, "connections.ipynb", org="acme", base_url=fake.url,
+                                 extra_settings={"poll_seconds": 0.01, "backoff_seconds": 0.01})
+    assert "Acme US" in text and "Acme DE" in text          # the accounts the token reaches
+    assert "AuthError" in text and "Create a new token" in text    # what a wrong token looks like
+    assert "gaps:" in text and "ad-day rows" in text
+    assert TOKEN not in text and "EAA-not-a-real-token" not in text
+    out = (tmp_path / "connections.ipynb.out.ipynb").read_text()
+    assert TOKEN not in out
+    assert plotted, "the spend plot was drawn"
