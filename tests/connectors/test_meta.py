@@ -430,3 +430,28 @@ def test_no_secret_in_messages_logs_or_bronze(stores, fake, caplog):
     assert len(caplog.records) > 10
     assert not [t for t in texts if TOKEN in t or bad_token in t]
 
+
+
+def test_rule_actions_reach_meta_and_undo_there_while_other_orgs_stay_synthetic(stores, fake):
+    from connectors.synthetic_platform import SyntheticPlatform
+    from connectors.writers import platform_writers
+    from workbench.rules import actions
+
+    ws = workspace(stores)
+    connect(ws, "meta", fake, CREDS, **SETTINGS)
+    workspace(stores, "globex", "EUR")
+    assert isinstance(platform_writers.get("meta", stores, "globex"), SyntheticPlatform)
+
+    def writer_for(platform: str) -> Any:
+        return platform_writers.get(platform, stores, "acme")
+
+    row = actions.request_action(stores.db, "acme", rule="overspend", evaluation_id="ev-1", platform="meta",
+                                 level="campaign", entity_id=USD_CAMPAIGN,
+                                 spec={"type": "set_budget", "amount": "40"}, mode="execute",
+                                 writer=writer_for("meta"))
+    assert row.status == "executed", row.error
+    assert fake.nodes[USD_CAMPAIGN]["daily_budget"] == "4000"
+    assert (row.before or {})["budget"] == 50.0 and (row.after or {})["budget"] == 40.0
+    undone = actions.undo(stores.db, "acme", row.id, "ana", writer_for)
+    assert undone.status == "executed" and fake.nodes[USD_CAMPAIGN]["daily_budget"] == "5000"
+    assert len(fake.writes) == 2
