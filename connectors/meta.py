@@ -38,6 +38,8 @@ blindly: a retry with the idempotency key reads the state first).
 Settings: ``account_ids``, ``chunk_days`` (7), ``poll_seconds`` (5), ``stall_polls`` (60),
 ``attribution`` ("unified" or windows such as ``7d_click,1d_view``), ``page_size`` (500),
 ``throttle_wait_seconds`` (60), ``usage_threshold_pct`` (90), ``usage_pause_seconds`` (60),
+``breakdowns`` (e.g. ``publisher_platform,age``: each row's values become its silver ``breakdown``,
+part of the natural key, so broken-down rows never collapse),
 ``conversion_action_types`` (read by the silver parser), and the shared ones
 (``base_url``, ``requests_per_second``, retry policy, ``start_date``).
 """
@@ -80,7 +82,7 @@ from workbench.errors import (
     TransientApiError,
     ValidationError,
 )
-from workbench.medallion.parsers.meta import ZERO_DECIMAL_CURRENCIES
+from workbench.medallion.parsers.meta import BREAKDOWNS, ZERO_DECIMAL_CURRENCIES
 
 log = logging.getLogger("connectors.meta")
 
@@ -167,6 +169,7 @@ class MetaConnector(PlatformConnector):
         self.usage_threshold = self.number_setting("usage_threshold_pct", 90, 1)
         self.usage_pause = self.number_setting("usage_pause_seconds", 60, 0)
         self.attribution = _attribution(s.get("attribution"))
+        self.breakdowns = _breakdowns(s.get("breakdowns"))
         self.currencies: dict[str, str] = {}  # "act_..." -> ISO code, for campaigns and write-back
 
     # -- client ------------------------------------------------------------------------------
@@ -338,6 +341,8 @@ class MetaConnector(PlatformConnector):
                   "time_range": json.dumps({"since": window.start.isoformat(), "until": window.end.isoformat()}),
                   # explicit: the default breakdowns give totals that differ from Ads Manager
                   "action_breakdowns": json.dumps(["action_type"])}
+        if self.breakdowns:  # each value lands in the row, and in silver's key: rows never collapse
+            params["breakdowns"] = json.dumps(self.breakdowns)
         if self.attribution:
             params["action_attribution_windows"] = json.dumps(self.attribution)
         else:
@@ -453,6 +458,18 @@ def _attribution(value: Any) -> tuple[str, ...]:
         raise ValidationError(f"the attribution setting holds {', '.join(unknown)}; use 'unified' (Ads "
                               f"Manager's numbers) or windows among {', '.join(ATTRIBUTION_WINDOWS)}")
     return windows
+
+
+def _breakdowns(value: Any) -> list[str]:
+    """The Insights breakdowns asked for (``breakdowns`` setting: a list or comma text)."""
+    if value in (None, ""):
+        return []
+    names = [b.strip() for b in (value.split(",") if isinstance(value, str) else value) if b.strip()]
+    unknown = [b for b in names if b not in BREAKDOWNS]
+    if unknown:
+        raise ValidationError(f"the breakdowns setting holds {', '.join(unknown)}; choose among "
+                              f"{', '.join(BREAKDOWNS)}")
+    return names
 
 
 def _int(value: Any) -> int | None:

@@ -50,6 +50,23 @@ def throttle(code: int = 80004, minutes: int = 0, *, business: str = "555") -> R
                  subcode=2446079, headers={"X-Business-Use-Case-Usage": json.dumps(usage)})
 
 
+def split_by_platform(row: dict[str, Any], breakdowns: list[str]) -> list[dict[str, Any]]:
+    """With ``breakdowns=["publisher_platform"]``: the row as Meta splits it, 60% on facebook and
+    the rest on instagram (conversion lists stay with facebook); otherwise the row itself."""
+    if breakdowns != ["publisher_platform"]:
+        return [row]
+    fb = {**row, "publisher_platform": "facebook"}
+    ig = {k: v for k, v in row.items() if k not in ("actions", "action_values", "video_thruplay_watched_actions")}
+    ig["publisher_platform"] = "instagram"
+    for key in ("spend", "impressions", "clicks", "reach"):
+        if key in row:
+            whole = float(row[key])
+            part = round(whole * 0.6, 2) if key == "spend" else int(whole * 0.6)
+            fb[key] = f"{part:.2f}" if key == "spend" else str(part)
+            ig[key] = f"{whole - part:.2f}" if key == "spend" else str(int(whole) - int(part))
+    return [fb, ig]
+
+
 class FakeMeta(FakePlatform):
     """Two ad accounts (USD and EUR), two campaigns each, one ad set per campaign, two ads per ad set,
     rows on ``days`` days ending yesterday."""
@@ -211,11 +228,12 @@ class FakeMeta(FakePlatform):
         since, until = dt.date.fromisoformat(span["since"]), dt.date.fromisoformat(span["until"])
         wanted = set(self.fields(request, form)) | {"date_start", "date_stop"}
         account_id = self.accounts[act]["account_id"]
+        breakdowns = json.loads(form.get("breakdowns") or "[]")
         rows = []
         for r in self.served_rows(since, until):
             if r["account_id"] == account_id:
                 row = {k: v for k, v in r.items() if k in wanted and k not in self.dropped_fields}
-                rows.append({**row, **self.extra_fields})
+                rows.extend({**part, **self.extra_fields} for part in split_by_platform(row, breakdowns))
         with self.lock:
             outcome = self.next_jobs.pop(0) if self.next_jobs else "ok"
             if any(a == act and since <= d <= until for a, d in self.bad_days):

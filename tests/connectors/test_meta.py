@@ -455,3 +455,27 @@ def test_rule_actions_reach_meta_and_undo_there_while_other_orgs_stay_synthetic(
     undone = actions.undo(stores.db, "acme", row.id, "ana", writer_for)
     assert undone.status == "executed" and fake.nodes[USD_CAMPAIGN]["daily_budget"] == "5000"
     assert len(fake.writes) == 2
+
+
+def test_breakdowns_keep_every_row_and_roll_up_to_the_same_totals(stores, fake):
+    ws = workspace(stores)
+    connect(ws, "meta", fake, CREDS, **SETTINGS, breakdowns="publisher_platform")
+    start, end = fake.days[0], fake.days[-1]
+    sync(ws, start, end)
+    assert fake.jobs and all(json.loads(j["params"]["breakdowns"]) == ["publisher_platform"]
+                             for j in fake.jobs.values())
+    served = fake.served_rows(start, end)
+    perf = ws.table("silver.ad_performance_daily")
+    assert perf.height == 2 * len(served)  # facebook and instagram rows of every ad and day, none collapsed
+    assert sorted(perf["breakdown"].unique().to_list()) == ["publisher_platform=facebook",
+                                                           "publisher_platform=instagram"]
+    assert ws.table("silver.quarantine").is_empty()  # no "duplicate key" for the second platform
+    gold = ws.table("gold.performance_daily")
+    assert gold.height == len(served)  # one row per ad and day again
+    assert gold["impressions"].sum() == sum(int(r["impressions"]) for r in served)
+    assert gold["spend"].sum() == pytest.approx(sum(float(r["spend"]) for r in served))
+
+
+def test_unknown_breakdowns_are_refused_with_the_choices(stores, fake):
+    with pytest.raises(ValidationError, match="breakdowns setting holds hour_of_day; choose among publisher_platform"):
+        direct(fake, breakdowns=["hour_of_day"])

@@ -102,3 +102,26 @@ def test_concurrent_appends_from_processes_all_land(tmp_path):
         assert p.exitcode == 0
     counts = lake.read("silver.fx_rates").group_by("quote").len().sort("quote")
     assert counts["len"].to_list() == [6, 6, 6]
+
+
+def test_a_lake_of_an_earlier_release_gains_new_columns_and_keeps_its_rows(settings):
+    from pyiceberg.io.pyarrow import schema_to_pyarrow
+
+    lake = Lake(settings)
+    lake.ensure_tables()
+    name = "silver.ad_performance_daily"
+    with lake.table(name).update_schema() as update:  # as the table was before "breakdown"
+        update.delete_column("breakdown")
+    old = lake.table(name, refresh=True)
+    row = {f.name: None for f in old.schema().fields} | {
+        "org_id": "acme", "platform": "meta", "date": dt.date(2026, 11, 1), "ad_id": "a1", "impressions": 5}
+    old.append(pl.DataFrame([row]).to_arrow().cast(schema_to_pyarrow(old.schema(), include_field_ids=False)))
+
+    upgraded = Lake(load_settings(home=settings.home, progress=False))
+    upgraded.ensure_tables()
+    assert "breakdown" in [f.name for f in upgraded.table(name).schema().fields]
+    new = {**row, "ad_id": "a2", "breakdown": "publisher_platform=instagram"}
+    upgraded.append(name, upgraded.to_arrow(name, pl.DataFrame([new])))
+    df = upgraded.read(name).sort("ad_id")
+    assert df.select("ad_id", "impressions", "breakdown").rows() == [
+        ("a1", 5, None), ("a2", 5, "publisher_platform=instagram")]

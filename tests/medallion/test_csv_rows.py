@@ -117,7 +117,7 @@ def test_canonical_values_and_defaults() -> None:
         "spend": 1.0, "impressions": 10, "clicks": 1, "conversions": None,
         "conversion_value": None, "video_views": None, "reach": None, "connector": "csv",
         "connection_id": "conn1", "source_batch_id": "b1",
-        "extracted_at": dt.datetime(2024, 2, 1, tzinfo=dt.UTC), "record_index": 0}
+        "extracted_at": dt.datetime(2024, 2, 1, tzinfo=dt.UTC), "record_index": 0, "breakdown": None}
 
 
 def test_columns_of_the_file_win_over_settings() -> None:

@@ -133,8 +133,14 @@ def test_meta_insights_map_to_the_canonical_row() -> None:
         "ad_name": "Video", "currency": "EUR", "spend": 12.34, "impressions": 1000,
         "clicks": 20, "conversions": 3.0, "conversion_value": 99.5, "video_views": 250,
         "reach": 800, "connector": "synthetic", "connection_id": "conn-1",
-        "source_batch_id": None, "extracted_at": None, "record_index": 0,
+        "source_batch_id": None, "extracted_at": None, "record_index": 0, "breakdown": None,
     }
+
+
+def test_meta_breakdowns_make_the_breakdown_key() -> None:
+    rows = parse("meta.ad_insights_daily", [
+        insight(publisher_platform="instagram", age="25-34"), insight(publisher_platform="facebook")]).good
+    assert rows["breakdown"].to_list() == ["publisher_platform=instagram|age=25-34", "publisher_platform=facebook"]
 
 
 def test_meta_conversion_action_types_come_from_the_settings() -> None:

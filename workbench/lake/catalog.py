@@ -63,10 +63,14 @@ class Lake:
                 pass
         for tdef in TABLES.values():
             schema = tdef.schema()
-            self.catalog.create_table_if_not_exists(
+            table = self.catalog.create_table_if_not_exists(
                 tdef.name, schema=schema, partition_spec=tdef.partition_spec(schema),
                 sort_order=tdef.sort_order(schema),
                 properties={"write.parquet.compression-codec": "zstd"})
+            missing = set(tdef.column_names) - {f.name for f in table.schema().fields}
+            if missing:  # a lake made by an earlier release: add the new columns (nulls in old files)
+                with table.update_schema() as update:
+                    update.union_by_name(schema)
 
     def table(self, name: str, refresh: bool = False) -> Table:
         """The Iceberg table ``name`` (``namespace.table``), loaded once per lake and refreshable."""

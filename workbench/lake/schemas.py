@@ -88,10 +88,14 @@ SILVER_PERFORMANCE = TableDef(
      ("ad_id", S), ("ad_name", S), ("currency", S), ("spend", D), ("impressions", L),
      ("clicks", L), ("conversions", F), ("conversion_value", D), ("video_views", L),
      ("reach", L), ("org_currency", S), ("fx_rate", F), ("fx_rate_date", DATE), ("spend_org", D),
-     ("conversion_value_org", D), ("settled", B), *LINEAGE),
+     ("conversion_value_org", D), ("settled", B), *LINEAGE,
+     # added after the first release: last, so evolved and new tables have one column order
+     ("breakdown", S)),
     partition=(("org_id", "identity"), ("date", "month")),
     sort=("org_id", "date"),
-    doc="Typed, canonical ad performance; grain (org_id, platform, account_id, ad_id, date).",
+    doc="Typed, canonical ad performance; grain (org_id, platform, account_id, campaign_id, ad_group_id, "
+        "ad_id, date, breakdown); breakdown is null, or 'publisher_platform=instagram|age=25-34' when the "
+        "connection asks the platform for breakdowns.",
 )
 
 SILVER_CAMPAIGNS = TableDef(

@@ -31,8 +31,9 @@ from workbench.medallion.parsers.registry import parsers
 from workbench.medallion.utm import resolve_deals
 
 CHUNK_ROWS = 1_000_000
-# campaign and ad group belong to the key: a campaign-level CSV has no ad ids at all
-PERF_KEY = ("org_id", "platform", "account_id", "campaign_id", "ad_group_id", "ad_id", "date")
+# campaign and ad group belong to the key: a campaign-level CSV has no ad ids at all; so does the
+# breakdown (publisher platform, age...): distinct rows of one ad and day must not collapse
+PERF_KEY = ("org_id", "platform", "account_id", "campaign_id", "ad_group_id", "ad_id", "date", "breakdown")
 
 
 @dataclass

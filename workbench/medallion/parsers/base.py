@@ -46,6 +46,7 @@ PERFORMANCE_SCHEMA: dict[str, pl.DataType] = {
     "video_views": pl.Int64(), "reach": pl.Int64(),
     "connector": pl.String(), "connection_id": pl.String(), "source_batch_id": pl.String(),
     "extracted_at": pl.Datetime("us", "UTC"), "record_index": pl.Int64(),
+    "breakdown": pl.String(),  # null, or "publisher_platform=instagram|age=25-34"
 }
 
 #: parser output schema for ``silver.campaigns``

@@ -36,8 +36,12 @@ _ACTIONS = pl.List(pl.Struct({"action_type": pl.String(), "value": pl.String()})
 _TEXT = ("account_id", "account_name", "account_currency", "campaign_id", "campaign_name",
          "adset_id", "adset_name", "ad_id", "ad_name", "date_start", "spend", "impressions",
          "clicks", "reach")
+#: Insights breakdowns a connection may ask for (``breakdowns`` setting); each row's values of
+#: them form its ``breakdown`` (part of silver's key), e.g. "publisher_platform=instagram|age=25-34"
+BREAKDOWNS = ("publisher_platform", "platform_position", "impression_device", "device_platform",
+              "age", "gender", "country", "region")
 INSIGHTS_DTYPE = pl.Struct({
-    **{name: pl.String() for name in _TEXT},
+    **{name: pl.String() for name in (*_TEXT, *BREAKDOWNS)},
     "actions": _ACTIONS, "action_values": _ACTIONS, "video_thruplay_watched_actions": _ACTIONS,
 })
 CAMPAIGN_DTYPE = pl.Struct({
@@ -63,6 +67,14 @@ def _sum_values(actions: pl.Expr, types: Sequence[str] | None) -> pl.Expr:
     if types is not None:
         number = number.filter(pl.element().struct.field("action_type").is_in(list(types)))
     return actions.list.eval(number).list.sum()
+
+
+def _breakdown(row: pl.Expr) -> pl.Expr:
+    """``name=value`` of the row's breakdown fields joined by ``|``; null without breakdowns."""
+    parts = [pl.when(row.struct.field(b).is_not_null()).then(pl.format("{}={}", pl.lit(b), row.struct.field(b)))
+             for b in BREAKDOWNS]
+    joined = pl.concat_str(parts, separator="|", ignore_nulls=True)
+    return pl.when(joined != "").then(joined)
 
 
 def _first_bad_value(column: str) -> pl.Expr:
@@ -94,6 +106,7 @@ def parse_insights(raw: pl.DataFrame, ctx: ParseContext) -> ParseResult:
             _sum_values(r.struct.field("action_values"), types).alias("conversion_value"),
             _sum_values(r.struct.field("video_thruplay_watched_actions"), None)
             .alias("video_views"),
+            _breakdown(r).alias("breakdown"),
         ).with_columns(pl.any_horizontal(
             *(pl.col(f"__raw_{n}").is_not_null() & pl.col(n).is_null() for n in _NUMBERS),
             *(pl.col(n).is_nan() for n in _LISTS),
