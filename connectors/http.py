@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
+from workbench.notify._http import retry_after  # one parser of Retry-After for every client
 from workbench.errors import (
     AccessError,
     ApiError,
@@ -265,13 +266,6 @@ class MalformedResponseError(TransientApiError):
 # -- the client ------------------------------------------------------------------------------
 
 Check = Callable[[httpx.Response], ApiError | None]
-
-
-def retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    from workbench.notify._http import retry_after as parse
-
-    return parse(value)
 
 
 class ApiClient:

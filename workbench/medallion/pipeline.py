@@ -101,8 +101,7 @@ def _ingest(settings: Settings, db: Oltp, lake: Lake, org: Organisation, conn: C
                                         rows_in=rows, streams=dict(counts), status="landed"))
         gaps = connector.gaps(win)
         gap_text = [g.describe() for g in gaps]
-        current = repo.get_connection(db, org.id, conn.name).state  # tokens may have moved on
-        repo.save_connection_state(db, org.id, conn.id, {**current, **connector.next_state(win),
+        repo.save_connection_state(db, org.id, conn.id, {**conn.state, **connector.next_state(win),
                                                          "last_gaps": gap_text})
         run.summary = {"batch_id": batch_id if rows else None, "rows": rows, "streams": dict(counts),
                        "api_calls": connector.api_calls, "gaps": gap_text}
