@@ -528,6 +528,7 @@ def pandas(bronze: Path, workdir: Path) -> dict[str, Any]:
     silver["settled"] = silver["date"] < settled_before
     silver["connector"] = silver["source"]
     silver["source_batch_id"] = silver["batch_id"]
+    silver["breakdown"] = None  # the bench's Meta-like rows are not broken down
     silver["date"] = silver["date"].dt.date
     silver["fx_rate_date"] = silver["fx_rate_date"].dt.date
     for c in ("spend", "conversion_value", "spend_org", "conversion_value_org"):
