@@ -54,6 +54,16 @@ class Settings(BaseSettings):
     notify_lease_seconds: float = Field(300.0, gt=0, description="A notification claimed longer ago than this by a dispatcher that died is claimed again.")
     notify_http_timeout: float = Field(10.0, gt=0, description="Seconds to wait for a Slack or webhook receiver before the attempt counts as failed.")
 
+    # -- control plane (workbench.auth, workbench.ratelimit) --------------------------------
+    auth: Literal["local", "required"] = Field("local", description="'local': without a token a workspace acts as the local operator (an admin), for single-user installs; 'required': every workspace needs a login or an API token (shared installs, apps).")
+    redis_url: str | None = Field(None, description="Redis for rate limits (and locks) shared across processes, e.g. redis://127.0.0.1:6379/0; in-process limits when unset.")
+    jwt_algorithm: Literal["HS256", "HS384", "HS512", "RS256", "ES256", "EdDSA"] = Field("HS256", description="The one algorithm access tokens are signed and accepted with.")
+    jwt_issuer: str = Field("workbench", description="Issuer (iss) of access tokens, checked on every token.")
+    jwt_audience: str = Field("workbench", description="Audience (aud) of access tokens, checked on every token.")
+    jwt_ttl_minutes: int = Field(60, ge=1, description="Lifetime of an access token issued at login.")
+    jwt_keys_file: Path | None = Field(None, description="JSON file of signing keys by key id (kid) with the active one; default a generated HMAC key file under home.")
+    rate_limits_file: Path | None = Field(None, description="YAML file of rate-limit plans (per user, per organisation, login attempts); default the built-in plans.")
+
     @field_validator("home", mode="before")
     @classmethod
     def _absolute(cls, value: Any) -> Path:

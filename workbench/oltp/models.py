@@ -28,6 +28,7 @@ class Organisation(Base):
     name: Mapped[str] = mapped_column(String(200))
     currency: Mapped[str] = mapped_column(String(3))
     timezone: Mapped[str] = mapped_column(String(64))
+    plan: Mapped[str] = mapped_column(String(32), default="standard")  # rate-limit plan
     created_at: Mapped[dt.datetime] = mapped_column(default=_now)
 
 
@@ -255,3 +256,80 @@ class PlatformWrite(Base):
     after: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending / done
     created_at: Mapped[dt.datetime] = mapped_column(default=_now)
+
+
+# -- the control plane: identity, access, audit, usage ---------------------------------------
+
+class User(Base):
+    """A person (or a service account) who can log in; belongs to organisations by membership."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # stored lower-case
+    name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str | None] = mapped_column(Text)  # argon2id; null: cannot log in
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=_now)
+
+
+class Membership(Base):
+    """A user's role in one organisation: admin, editor or viewer."""
+
+    __tablename__ = "memberships"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True,
+                                        index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(default=_now)
+
+
+class ApiToken(Base):
+    """A long-lived token for schedulers and scripts: one organisation, one role, stored hashed."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    secret_hash: Mapped[str] = mapped_column(String(128))  # sha256 of the secret part
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=_now)
+    expires_at: Mapped[dt.datetime | None]
+    last_used_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+
+
+class AuditEvent(Base):
+    """Who did what, when, to what, with the before and after values."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_org_at", "org_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org_id: Mapped[str | None] = mapped_column(String(64))  # null: an event of no organisation (a login failure)
+    actor: Mapped[str] = mapped_column(String(320))  # "user:ana@example.com", "token:<id>", "local:<login>"
+    action: Mapped[str] = mapped_column(String(64))  # "login", "token.create", "role.grant", "config.save"...
+    target_kind: Mapped[str] = mapped_column(String(64), default="")
+    target_id: Mapped[str] = mapped_column(String(320), default="")
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[dt.datetime] = mapped_column(default=_now)
+
+
+class UsageRecord(Base):
+    """Daily usage totals of an organisation: rows ingested per source, API calls per platform,
+    job seconds per job, notifications sent per channel."""
+
+    __tablename__ = "usage_records"
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    metric: Mapped[str] = mapped_column(String(64), primary_key=True)  # rows_ingested, api_calls, ...
+    source: Mapped[str] = mapped_column(String(128), primary_key=True)  # platform, job or channel; "" for none
+    quantity: Mapped[float] = mapped_column(default=0.0)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=_now, onupdate=_now)
