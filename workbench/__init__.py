@@ -16,7 +16,8 @@ _EXPORTS = {
     "ValidationError": "workbench.errors", "WorkbenchError": "workbench.errors",
     "Settings": "workbench.settings", "load_settings": "workbench.settings",
     "init": "workbench.stores", "create_org": "workbench.workspace",
-    "Workspace": "workbench.workspace", "open": "workbench.workspace",
+    "Workspace": "workbench.workspace", "open": "workbench.workspace", "login": "workbench.workspace",
+    "AuthenticationError": "workbench.errors", "PermissionDenied": "workbench.errors",
     "run_demo": "workbench.demo",
 }
 
@@ -26,12 +27,12 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from workbench.demo import run_demo
     from workbench.errors import (
-        ConfigError, FormulaError, IsolationError, NotFoundError, PipelineError, QueryError, TransientError,
-        ValidationError, WorkbenchError,
+        AuthenticationError, ConfigError, FormulaError, IsolationError, NotFoundError, PermissionDenied,
+        PipelineError, QueryError, TransientError, ValidationError, WorkbenchError,
     )
     from workbench.settings import Settings, load_settings
     from workbench.stores import init
-    from workbench.workspace import Workspace, create_org, open
+    from workbench.workspace import Workspace, create_org, login, open
 
 
 def __getattr__(name: str) -> Any:

@@ -15,6 +15,8 @@ from workbench.cli_metrics import metrics as metrics_command
 from workbench.cli_notify import notify_app
 from workbench.cli_rules import rules_app
 from workbench.cli_connections import connections_app
+from workbench.cli_users import auth_app, register_org_commands, tokens_app, users_app
+from workbench.cli_users import login as login_command
 from workbench.cli_common import _DEBUG, Format, FromOpt, OrgOpt, ToOpt, _date, err, out, print_frame
 from workbench.errors import WorkbenchError
 
@@ -30,11 +32,23 @@ app.command("metrics")(metrics_command)
 app.add_typer(notify_app, name="notify")
 app.add_typer(rules_app, name="rules")
 app.add_typer(connections_app, name="connections")
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(auth_app, name="auth")
+app.command("login")(login_command)
+register_org_commands(orgs_app)
 
 
 @app.callback()
 def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
+    import os
+
+    from workbench.auth.context import OPERATOR_PROCESS
+
     _DEBUG["on"] = debug
+    # whoever runs the command line can read the home (database, keys): the operator, unless a
+    # token says who acts (WORKBENCH_TOKEN), as for a scheduler's runs
+    OPERATOR_PROCESS["on"] = not os.environ.get("WORKBENCH_TOKEN")
 
 
 @app.command()

@@ -7,6 +7,8 @@
     │   └── FormulaError            a formula does not parse, bind or type-check (with position)
     ├── QueryError                  a SQL statement was refused or failed in the query engine
     ├── IsolationError              an operation would reach another organisation's data
+    ├── AuthenticationError         no valid login or token (wrong password, expired or forged token)
+    ├── PermissionDenied            the role of the request context does not allow the operation
     ├── PipelineError               a pipeline step failed (the previous state stays visible)
     │   └── TransientError          worth retrying (a lost commit race, a busy store)
     ├── DeliveryError               a notification could not be delivered (channel, target)
@@ -50,6 +52,17 @@ class QueryError(WorkbenchError):
 
 class IsolationError(WorkbenchError):
     """An operation would reach another organisation's data."""
+
+
+class AuthenticationError(WorkbenchError):
+    """No valid identity: a wrong password, an expired, revoked, tampered or foreign token.
+
+    Messages say what to do without saying which part was wrong to an attacker (a wrong email
+    and a wrong password read the same)."""
+
+
+class PermissionDenied(WorkbenchError):
+    """The role of the request context does not allow the operation."""
 
 
 class PipelineError(WorkbenchError):

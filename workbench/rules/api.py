@@ -11,6 +11,7 @@ import polars as pl
 import yaml
 from sqlalchemy import select
 
+from workbench.auth.permissions import requires
 from workbench.errors import NotFoundError, ValidationError, WorkbenchError
 from workbench.formulas.definitions import load_catalog
 from workbench.oltp.models import ConfigVersion, RuleEvaluation
@@ -19,6 +20,7 @@ from workbench.rules.definitions import StoredRule
 from workbench.rules.model import Rule
 
 if TYPE_CHECKING:
+    from workbench.auth.context import RequestContext
     from workbench.workspace import Workspace
 
 
@@ -55,12 +57,20 @@ class Rules:
         self.ws = ws
         self.org_id = ws.org.id
 
+    @property
+    def ctx(self) -> RequestContext:
+        return self.ws.ctx
+
+    def throttle(self) -> None:
+        self.ws.throttle()
+
     def _stored(self, rule: str | dict[str, Any] | Rule | Path) -> StoredRule:
         if isinstance(rule, str) and "\n" not in rule and not rule.endswith((".yaml", ".yml")):
             return definitions.get_rule(self.ws.stores.db, self.org_id, rule)
         parsed = definitions.validate(self.ws.stores.db, self.org_id, read_document(rule))
         return StoredRule(parsed, "draft", 0)
 
+    @requires("data.read")
     def list(self) -> pl.DataFrame:
         """Every rule: the pack's and the organisation's own, with version and whether enabled."""
         rows = [{"name": n, "title": r.rule.title, "enabled": r.rule.enabled, "level": r.rule.level,
@@ -69,22 +79,27 @@ class Rules:
                 for n, r in sorted(definitions.load_rules(self.ws.stores.db, self.org_id).items())]
         return pl.DataFrame(rows)
 
+    @requires("data.read")
     def show(self, name: str) -> Rule:
         return definitions.get_rule(self.ws.stores.db, self.org_id, name).rule
 
+    @requires("data.read")
     def validate(self, doc: dict[str, Any] | str | Path | Rule) -> Rule:
         """Check a rule document completely without saving it."""
         return definitions.validate(self.ws.stores.db, self.org_id, read_document(doc))
 
+    @requires("config.write")
     def define(self, doc: dict[str, Any] | str | Path | Rule, *, comment: str = "") -> int:
         """Validate and save a rule (a new version); returns the version number."""
         return definitions.define(self.ws.stores.db, self.org_id, read_document(doc), comment=comment).version
 
+    @requires("config.write")
     def enable(self, name: str, enabled: bool = True, *, comment: str = "") -> int:
         """Save a new version of a rule (the pack's, or the organisation's) with ``enabled`` set."""
         rule = self.show(name).model_copy(update={"enabled": enabled})
         return self.define(rule, comment=comment or ("enabled" if enabled else "disabled"))
 
+    @requires("data.read")
     def preview(self, rule: str | dict[str, Any] | Rule | Path, as_of: dt.date | str | None = None,
                 *, engine_name: str = "sql") -> pl.DataFrame:
         """Entities that match now, with the values that made them match and whether they would fire."""
@@ -96,6 +111,7 @@ class Rules:
                                 dt.datetime.now(dt.UTC))
         return decided.filter("matched").drop("was_matched", "last_fired_at", engine.MATCH, "matched")
 
+    @requires("data.read")
     def backtest(self, rule: str | dict[str, Any] | Rule | Path, start: dt.date | str, end: dt.date | str,
                  *, engine_name: str = "sql") -> engine.BacktestResult:
         """On which days each entity would have matched and fired (trigger and cooldown respected)."""
@@ -107,6 +123,7 @@ class Rules:
         return engine.backtest(self.ws.stores, self.org_id, load_catalog(self.ws.stores.db, self.org_id),
                                stored.rule, s, e, engine_name)
 
+    @requires("data.write")
     def evaluate(self, name: str | None = None, as_of: dt.date | str | None = None) -> builtins.list[engine.Evaluation]:
         """Evaluate one rule, or every enabled rule: record, alert, queue notifications, act."""
         rules = definitions.load_rules(self.ws.stores.db, self.org_id)
@@ -125,6 +142,7 @@ class Rules:
             raise RuleEvaluationError(results, failures)
         return results
 
+    @requires("data.read")
     def history(self, name: str | None = None, limit: int = 50) -> pl.DataFrame:
         """Recorded evaluations, newest first."""
         query = select(RuleEvaluation).where(RuleEvaluation.org_id == self.org_id)
@@ -142,6 +160,7 @@ class Rules:
 
     # -- JsonLogic, for visual query builders -------------------------------------------------
 
+    @requires("data.read")
     def to_jsonlogic(self, name: str) -> dict[str, Any]:
         """A rule's condition as JsonLogic (where it fits; otherwise a FormulaError says what does not)."""
         from workbench.rules.jsonlogic import to_jsonlogic
@@ -157,6 +176,7 @@ class Rules:
 
     # -- platform actions waiting for people ------------------------------------------------
 
+    @requires("data.read")
     def actions(self, status: str | None = None) -> pl.DataFrame:
         """Platform action requests (dry runs, waiting for approval, executed...), with before/after."""
         from workbench.rules.actions import expire_pending, list_requests
@@ -169,26 +189,27 @@ class Rules:
 
         return lambda platform: platform_writers.get(platform, self.ws.stores, self.org_id)
 
+    @requires("actions.decide")
     def approve(self, request_id: str, user: str | None = None) -> Any:
         """Approve a waiting action: it runs now, unless it expired or the entity changed meanwhile."""
-        from workbench.formulas.definitions import default_author
         from workbench.rules.actions import approve
 
-        return approve(self.ws.stores.db, self.org_id, request_id, user or default_author(), self._writer_for())
+        return approve(self.ws.stores.db, self.org_id, request_id, user or self.ctx.author, self._writer_for())
 
+    @requires("actions.decide")
     def reject(self, request_id: str, user: str | None = None, reason: str | None = None) -> Any:
-        from workbench.formulas.definitions import default_author
         from workbench.rules.actions import reject
 
-        return reject(self.ws.stores.db, self.org_id, request_id, user or default_author(), reason=reason)
+        return reject(self.ws.stores.db, self.org_id, request_id, user or self.ctx.author, reason=reason)
 
+    @requires("actions.decide")
     def undo(self, request_id: str, user: str | None = None) -> Any:
         """Revert an executed action (the old budget or status), unless the entity changed since."""
-        from workbench.formulas.definitions import default_author
         from workbench.rules.actions import undo
 
-        return undo(self.ws.stores.db, self.org_id, request_id, user or default_author(), self._writer_for())
+        return undo(self.ws.stores.db, self.org_id, request_id, user or self.ctx.author, self._writer_for())
 
+    @requires("data.read")
     def versions(self, name: str) -> pl.DataFrame:
         rows: list[ConfigVersion] = definitions.history(self.ws.stores.db, self.org_id, name)
         return pl.DataFrame([{"version": r.version, "created_at": r.created_at, "author": r.author,
