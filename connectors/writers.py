@@ -48,6 +48,10 @@ class WriterRegistry:
     def platforms(self) -> list[str]:
         return sorted(self._factories)
 
+    def factory(self, platform: str) -> WriterFactory:
+        """The factory registered for ``platform`` (for listings; ``get`` calls it)."""
+        return self._factories[platform]
+
 
 def connection_or_synthetic(platform: str, stores: Stores, org_id: str) -> PlatformWriter:
     """The writer of the organisation's first active ``platform`` connection (by name) that can

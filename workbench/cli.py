@@ -17,6 +17,7 @@ from workbench.cli_rules import rules_app
 from workbench.cli_connections import connections_app
 from workbench.cli_users import auth_app, register_org_commands, tokens_app, users_app
 from workbench.cli_users import login as login_command
+from workbench.cli_modules import modules as modules_command
 from workbench.cli_common import _DEBUG, Format, FromOpt, OrgOpt, ToOpt, _date, err, out, print_frame
 from workbench.errors import WorkbenchError
 
@@ -37,6 +38,7 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(auth_app, name="auth")
 app.command("login")(login_command)
 register_org_commands(orgs_app)
+app.command("modules")(modules_command)
 
 
 @app.callback()
@@ -208,11 +210,12 @@ def main() -> None:
     except Exception as exc:  # click's usage errors and anything unexpected
         import click
 
-        if isinstance(exc, click.exceptions.ClickException):
+        # typer may bundle its own click: match usage errors by what they can do, not by class
+        if isinstance(exc, click.exceptions.ClickException) or (hasattr(exc, "show") and hasattr(exc, "exit_code")):
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Exit) or type(exc).__name__ == "Exit":
+            sys.exit(getattr(exc, "exit_code", 0))
         if _DEBUG["on"]:
             raise
         err.print(f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))} (run with --debug for details)",

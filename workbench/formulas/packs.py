@@ -73,6 +73,11 @@ def read_pack(path: Path, kind: str, key: str) -> list[Any]:
     return doc[key]
 
 
+def load_pack(path: Path, pack: str) -> dict[str, MetricDef]:
+    """The metric definitions of one pack file, validated (``ConfigError`` saying what is wrong)."""
+    return _load(path, pack, path.stat().st_mtime_ns)
+
+
 @functools.cache
 def _load(path: Path, pack: str, _mtime: int) -> dict[str, MetricDef]:
     out: dict[str, MetricDef] = {}
