@@ -9,10 +9,11 @@ tracker.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 import polars as pl
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from workbench.errors import TransientError, ValidationError
@@ -35,15 +36,29 @@ def add(db: Oltp, org_id: str, metric: str, quantity: float, source: str = "",
     for _ in range(10):
         try:
             with db.session() as s:
-                row = s.get(UsageRecord, (org_id, day, metric, source), with_for_update=True)
-                if row is None:
+                # one UPDATE adding in the database: a read-then-write loses concurrent additions
+                # (SQLite's driver only starts the transaction at the first write)
+                done = s.execute(update(UsageRecord).where(
+                    UsageRecord.org_id == org_id, UsageRecord.day == day, UsageRecord.metric == metric,
+                    UsageRecord.source == source).values(quantity=UsageRecord.quantity + quantity)
+                ).rowcount  # type: ignore[attr-defined]
+                if not done:
                     s.add(UsageRecord(org_id=org_id, day=day, metric=metric, source=source, quantity=quantity))
-                else:
-                    row.quantity += quantity
             return
         except IntegrityError:
             continue  # another process created the day's row first: add to it
     raise TransientError(f"could not record usage {metric} for '{org_id}': too many concurrent writers")
+
+
+def meter(db: Oltp, org_id: str, metric: str, quantity: float, source: str = "",
+          day: dt.date | None = None) -> None:
+    """``add``, for the places that meter work: a metering failure is logged, never raised over
+    the outcome of the work itself."""
+    try:
+        add(db, org_id, metric, quantity, source, day)
+    except Exception as exc:
+        logging.getLogger("workbench.usage").warning("%s %s of '%s' (%s) not metered: %s", quantity, metric,
+                                                     org_id, source, exc)
 
 
 def daily(db: Oltp, org_id: str, start: dt.date | None = None, end: dt.date | None = None,

@@ -350,9 +350,10 @@ class Workspace:
         notifications sent."""
         from workbench import usage
 
-        win = _window(start, end)
-        return usage.daily(self.stores.db, self.org.id, win.start if win else None, win.end if win else None,
-                           metric)
+        def day(value: dt.date | str | None) -> dt.date | None:
+            return dt.date.fromisoformat(value) if isinstance(value, str) else value
+
+        return usage.daily(self.stores.db, self.org.id, day(start), day(end), metric)
 
     @requires("data.read")
     def status(self) -> dict[str, pl.DataFrame]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from connectors.base import ConnectionConfig, Connector, Gap, Window
 from connectors.registry import connectors
-from workbench import faults
+from workbench import faults, usage
 from workbench.lake.catalog import Lake
 from workbench.medallion import bronze, gold
 from workbench.medallion.rates import load_rates
@@ -20,7 +20,6 @@ from workbench.oltp.db import Oltp
 from workbench.oltp.models import Batch, Connection, Organisation
 from workbench.progress import progress
 from workbench.settings import Settings, new_id
-
 
 def org_today(org: Organisation) -> dt.date:
     return dt.datetime.now(zoneinfo.ZoneInfo(org.timezone)).date()
@@ -71,12 +70,16 @@ def ingest(settings: Settings, db: Oltp, lake: Lake, org: Organisation, conn: Co
     """Read ``window`` from the connection and land it in bronze as one batch.
 
     Nothing lands unless the whole read succeeds: a final platform error leaves bronze, silver
-    and the connection's state as they were, and the run recorded as failed with the error."""
+    and the connection's state as they were, and the run recorded as failed with the error.
+    Usage: ``rows_ingested`` of the platform once the batch landed; ``api_calls`` of the
+    platform whatever the outcome (a failed read spent the platform's quota too)."""
     connector = open_connector(settings, db, org, conn, extra_state)
     try:
         return _ingest(settings, db, lake, org, conn, connector, window, show_progress)
     finally:
+        calls = connector.api_calls  # before close(): a closed client no longer counts
         connector.close()
+        usage.meter(db, org.id, "api_calls", calls, conn.platform)
 
 
 def _ingest(settings: Settings, db: Oltp, lake: Lake, org: Organisation, conn: Connection,
@@ -99,6 +102,9 @@ def _ingest(settings: Settings, db: Oltp, lake: Lake, org: Organisation, conn: C
                                         source=conn.platform, window_start=win.start,
                                         window_end=win.end, extracted_at=extracted_at,
                                         rows_in=rows, streams=dict(counts), status="landed"))
+            # metered here, not at the end of the run: from now on the batch is in bronze and
+            # will be transformed even if a later step of this run fails
+            usage.meter(db, org.id, "rows_ingested", rows, conn.platform)
         gaps = connector.gaps(win)
         gap_text = [g.describe() for g in gaps]
         repo.save_connection_state(db, org.id, conn.id, {**conn.state, **connector.next_state(win),

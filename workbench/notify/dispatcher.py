@@ -23,12 +23,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
 
+from workbench import usage
 from workbench.errors import PermanentDeliveryError, TransientDeliveryError, WorkbenchError
 from workbench.faults import checkpoint
 from workbench.notify.base import Channel, DeliveryContext
@@ -57,6 +59,8 @@ class DispatchResult:
     failed: int = 0
     dead: int = 0
     skipped: int = 0
+    #: sent notifications per (organisation, channel, UTC day), for usage metering
+    sent_by: Counter[tuple[str, str, dt.date]] = field(default_factory=Counter, repr=False, compare=False)
 
     def __str__(self) -> str:
         return (f"sent {self.sent}, retried {self.retried}, failed {self.failed}, dead {self.dead}, "
@@ -158,7 +162,16 @@ def dispatch(stores: HasOltp, org_id: str | None = None, now: dt.datetime | None
                 _deliver_one(n, claimed_at, context, instances, result, lambda: _utc(now))
     finally:
         context.close()
+        _meter(db, result)
     return result
+
+
+def _meter(db: Oltp, result: DispatchResult) -> None:
+    """Add the run's sent notifications to usage: one write per organisation, channel and day
+    rather than per message (concurrent dispatchers would otherwise all write the same rows).
+    A metering failure is logged; the notifications were sent either way."""
+    for (org_id, channel, day), count in sorted(result.sent_by.items()):
+        usage.meter(db, org_id, "notifications_sent", count, channel, day)
 
 
 def _deliver_one(n: Notification, claimed_at: dt.datetime, context: DeliveryContext,
@@ -181,8 +194,10 @@ def _deliver_one(n: Notification, claimed_at: dt.datetime, context: DeliveryCont
         _retry(n, claimed_at, context, result, f"{where}: unexpected {type(exc).__name__}: {exc}", None, clock())
         return
     checkpoint("notify.after_send")
-    if _finish(context.db, n, claimed_at, status="sent", sent_at=clock(), last_error=None):
+    sent_at = clock()
+    if _finish(context.db, n, claimed_at, status="sent", sent_at=sent_at, last_error=None):
         result.sent += 1
+        result.sent_by[(n.org_id, n.channel, sent_at.date())] += 1
         log.info("notification %s sent (%s, attempt %d)", n.id, where, n.attempts)
 
 

@@ -196,11 +196,22 @@ def list_batches(db: Oltp, org_id: str) -> list[Batch]:
 
 @contextmanager
 def job_run(db: Oltp, org_id: str, job: str, parameters: dict[str, Any]) -> Iterator[JobRun]:
-    """Record a job run: started now, succeeded or failed (with the error) when the block ends."""
+    """Record a job run: started now, succeeded or failed (with the error) when the block ends.
+
+    Its duration is metered as ``job_seconds`` of ``job`` either way (a failed run used the
+    machine too); a metering failure is logged, never raised over the job's own outcome."""
+    import time
+
+    from workbench import usage
+
+    def meter() -> None:
+        usage.meter(db, org_id, "job_seconds", time.monotonic() - started, job)
+
     run = JobRun(id=new_id(), org_id=org_id, job=job, parameters=parameters, status="running",
                  summary={})
     with db.session() as s:
         s.add(run)
+    started = time.monotonic()  # not the wall clock: a clock step must not skew the metered seconds
     try:
         yield run
     except BaseException as exc:
@@ -209,11 +220,13 @@ def job_run(db: Oltp, org_id: str, job: str, parameters: dict[str, Any]) -> Iter
             assert row is not None
             row.status, row.finished_at = "failed", _now()
             row.error = f"{type(exc).__name__}: {exc}"[:4000]
+        meter()
         raise
     with db.session() as s:
         row = s.get(JobRun, run.id)
         assert row is not None
         row.status, row.finished_at, row.summary = "succeeded", _now(), run.summary
+    meter()
 
 
 def last_runs(db: Oltp, org_id: str, limit: int = 10) -> list[JobRun]:

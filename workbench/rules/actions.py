@@ -19,6 +19,12 @@ before the platform is called; the platform call carries the row's idempotency k
 between the call and the commit, or a timeout after the platform acted, leaves a row that the
 next ``request_action`` of the same evaluation (or ``approve``) finishes without acting twice.
 
+Audit: every decision and platform change is an audit event (``workbench.audit``) on the
+request, with the entity's before/after: ``action.approve``, ``action.reject``,
+``action.execute``, ``action.undo`` (on the undone request) and ``action.fail`` (a platform
+call that failed). The actor is the ``actor`` given (a request context's: ``token:<id>``...),
+else ``user:<user>`` for approve/reject/undo, else ``local:<login>`` of the process.
+
 Guardrails: ``change_budget`` clamps at ``floor``/``ceiling``; a clamp stops a change, never
 reverses it (a budget already under the floor is not raised by a cut). ``set_budget`` with an
 amount outside its own floor/ceiling is refused when the rule is read: both numbers are in the
@@ -31,6 +37,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -52,6 +59,7 @@ from connectors.base import (
     WriteResult,
     money,
 )
+from workbench import audit
 from workbench.errors import NotFoundError, ValidationError
 from workbench.oltp.db import Oltp
 from workbench.oltp.models import ActionRequest
@@ -61,6 +69,8 @@ Mode = Literal["dry_run", "approval", "execute"]
 MODES: tuple[str, ...] = ("dry_run", "approval", "execute")
 DEFAULT_APPROVAL_TTL = dt.timedelta(hours=24)
 WriterFor = Callable[[str], PlatformWriter]  # platform -> that platform's writer for the org
+ACTOR_PREFIXES = ("user:", "token:", "local:")  # the actor forms of audit events
+log = logging.getLogger("workbench.rules.actions")
 
 
 # -- action specs ----------------------------------------------------------------------------
@@ -255,13 +265,15 @@ def request_action(db: Oltp, org_id: str, *, rule: str | None, evaluation_id: st
                    platform: str, level: str, entity_id: str,
                    spec: Mapping[str, Any] | Spec, mode: Mode = "dry_run",
                    writer: PlatformWriter, now: dt.datetime | None = None,
-                   approval_ttl: dt.timedelta = DEFAULT_APPROVAL_TTL) -> ActionRequest:
+                   approval_ttl: dt.timedelta = DEFAULT_APPROVAL_TTL, actor: str | None = None) -> ActionRequest:
     """Record (and in ``execute`` mode apply) one platform action on one entity.
 
     Idempotent per (org, rule, evaluation, platform, level, entity, spec): a repeat returns the
     existing row, finishing it first if it was left half-done (a crash after the platform call,
     a transient failure). For one-off actions outside a rule, pass a fresh ``evaluation_id``.
     Refusals and platform failures are recorded as ``failed`` rows with the error, not raised.
+    ``actor`` (``user:...``, ``token:...``) is who the audit events of an execution name;
+    default ``local:<login>``.
     """
     parsed = parse_action(spec)
     if mode not in MODES:
@@ -276,7 +288,7 @@ def request_action(db: Oltp, org_id: str, *, rule: str | None, evaluation_id: st
         existing = _by_key(db, org_id, key)
         if existing is not None:
             if existing.params.get("target") is not None and _resumable(existing):
-                return _execute(db, existing, writer, now)
+                return _execute(db, existing, writer, now, actor)
             if not _resumable(existing):
                 return existing
         params: dict[str, Any] = {"spec": spec_to_dict(parsed), "mode": mode}
@@ -297,7 +309,7 @@ def request_action(db: Oltp, org_id: str, *, rule: str | None, evaluation_id: st
             continue  # another process recorded this action first: take its row
         row = _by_key(db, org_id, key)
         assert row is not None
-        return _execute(db, row, writer, now) if row.status == "approved" else row
+        return _execute(db, row, writer, now, actor) if row.status == "approved" else row
     raise ValidationError(f"could not record the {parsed.type} action on {level} {entity_id}")
 
 
@@ -319,15 +331,17 @@ def _planned(plan: Plan, params: dict[str, Any], mode: str, rule: str | None, no
 
 
 def approve(db: Oltp, org_id: str, request_id: str, user: str, writer_for: WriterFor,
-            now: dt.datetime | None = None) -> ActionRequest:
+            now: dt.datetime | None = None, *, actor: str | None = None) -> ActionRequest:
     """Approve a pending request and apply it. Approving an executed request returns it as is;
-    an expired one is marked ``expired`` and refused."""
+    an expired one is marked ``expired`` and refused. ``actor`` names the approver in the audit
+    events when it is more than ``user:<user>`` (a token)."""
     now = _utc(now)
+    who = _actor(user, actor)
     row = get_request(db, org_id, request_id)
     if row.status == "executed":
         return row
     if _resumable(row) and row.decided_by:  # approved earlier, left half-done: finish it
-        return _execute(db, row, writer_for(row.platform), now)
+        return _execute(db, row, writer_for(row.platform), now, who)
     if row.status != "pending_approval":
         raise ValidationError(f"action request {request_id} is {row.status}; only a request pending "
                               "approval can be approved")
@@ -337,13 +351,14 @@ def approve(db: Oltp, org_id: str, request_id: str, user: str, writer_for: Write
                               f"UTC and was not applied; the rule asks again the next time it fires")
     if not _transition(db, row, ("pending_approval",), status="approved", decided_by=user,
                        decided_at=now):
-        return approve(db, org_id, request_id, user, writer_for, now)  # decided meanwhile
-    return _execute(db, get_request(db, org_id, request_id), writer_for(row.platform), now)
+        return approve(db, org_id, request_id, user, writer_for, now, actor=actor)  # decided meanwhile
+    _audit(db, row, "action.approve", who, row.before, row.after)
+    return _execute(db, get_request(db, org_id, request_id), writer_for(row.platform), now, who)
 
 
 def reject(db: Oltp, org_id: str, request_id: str, user: str, now: dt.datetime | None = None,
-           reason: str | None = None) -> ActionRequest:
-    """Reject a pending request (nothing is applied)."""
+           reason: str | None = None, *, actor: str | None = None) -> ActionRequest:
+    """Reject a pending request (nothing is applied); audited with the change it would have made."""
     now = _utc(now)
     row = get_request(db, org_id, request_id)
     if row.status == "rejected":
@@ -354,6 +369,8 @@ def reject(db: Oltp, org_id: str, request_id: str, user: str, now: dt.datetime |
             params=params):
         raise ValidationError(f"action request {request_id} is {get_request(db, org_id, request_id).status}; "
                               "only a request pending approval can be rejected")
+    _audit(db, row, "action.reject", _actor(user, actor), row.before, row.after,
+           f"reason: {reason}" if reason else "")
     return get_request(db, org_id, request_id)
 
 
@@ -367,13 +384,14 @@ def expire_pending(db: Oltp, org_id: str, now: dt.datetime | None = None) -> int
 
 
 def undo(db: Oltp, org_id: str, request_id: str, user: str, writer_for: WriterFor,
-         now: dt.datetime | None = None) -> ActionRequest:
+         now: dt.datetime | None = None, *, actor: str | None = None) -> ActionRequest:
     """Revert an executed request: a new request applying its recorded undo (params.undo_of).
 
     Refused when the entity changed since (the undo would overwrite someone's later change).
-    Undoing twice returns the first undo.
+    Undoing twice returns the first undo. Audited as ``action.undo`` on the undone request.
     """
     now = _utc(now)
+    who = _actor(user, actor)
     original = get_request(db, org_id, request_id)
     if original.status != "executed" or not original.undo:
         raise ValidationError(f"action request {request_id} is {original.status}; only an executed "
@@ -382,7 +400,7 @@ def undo(db: Oltp, org_id: str, request_id: str, user: str, writer_for: WriterFo
     writer = writer_for(original.platform)
     existing = _by_key(db, org_id, key)
     if existing is not None:
-        return _execute(db, existing, writer, now) if _resumable(existing) else existing
+        return _execute(db, existing, writer, now, who) if _resumable(existing) else existing
     spec = parse_action(original.undo)
     current = writer.read(original.level, original.entity_id)
     assert original.after is not None
@@ -401,7 +419,7 @@ def undo(db: Oltp, org_id: str, request_id: str, user: str, writer_for: WriterFo
         kind=spec.type, idempotency_key=key, created_at=now, **values))
     row = _by_key(db, org_id, key)
     assert row is not None
-    row = _execute(db, row, writer, now) if row.status == "approved" else row
+    row = _execute(db, row, writer, now, who) if row.status == "approved" else row
     if row.status == "executed":
         _transition(db, original, ("executed",), params={**original.params, "undone_by": row.id})
     return row
@@ -457,8 +475,10 @@ def list_requests(db: Oltp, org_id: str, status: str | None = None) -> pl.DataFr
 
 # -- execution and storage -------------------------------------------------------------------
 
-def _execute(db: Oltp, row: ActionRequest, writer: PlatformWriter, now: dt.datetime) -> ActionRequest:
-    """Apply an approved (or retryable failed) request's planned target through ``writer``."""
+def _execute(db: Oltp, row: ActionRequest, writer: PlatformWriter, now: dt.datetime,
+             actor: str | None) -> ActionRequest:
+    """Apply an approved (or retryable failed) request's planned target through ``writer``;
+    ``actor`` is who the audit event names (None: the local operator)."""
     if not (row.status == "approved" or _resumable(row)) or row.params.get("target") is None:
         return row
     target = row.params["target"]
@@ -475,15 +495,54 @@ def _execute(db: Oltp, row: ActionRequest, writer: PlatformWriter, now: dt.datet
         result = _call(writer, row, target)
     except WriteError as exc:
         params["retryable"] = isinstance(exc, TransientWriteError)
-        _transition(db, row, ("approved", "failed"), status="failed", error=str(exc), params=params)
+        if _transition(db, row, ("approved", "failed"), status="failed", error=str(exc), params=params):
+            what = "undo" if row.params.get("undo_of") else "execution"
+            _audit(db, row, "action.fail", actor, row.before, row.after,
+                   f"{what} failed ({'will retry' if params['retryable'] else 'final'}): {exc}")
         return _reload(db, row)
     # A platform that found the change already made (a retry whose key it no longer knows)
     # reports before == after; the planned before is then the state the change started from.
     before = result.before if result.before != result.after else planned_before
-    _transition(db, row, ("approved", "failed"), status="executed", error=None, params=params,
-                before=before.to_dict(), after=result.after.to_dict(),
-                undo=_undo_for(target["op"], before), executed_at=now)
+    # Audited only by the process whose update took the row: a concurrent finisher of the same
+    # request (its platform call replayed by the idempotency key) changed nothing.
+    if _transition(db, row, ("approved", "failed"), status="executed", error=None, params=params,
+                   before=before.to_dict(), after=result.after.to_dict(),
+                   undo=_undo_for(target["op"], before), executed_at=now):
+        undo_of = row.params.get("undo_of")
+        if undo_of:  # on the undone request, where a reviewer looks for what became of it
+            _audit(db, row, "action.undo", actor, before.to_dict(), result.after.to_dict(),
+                   f"reverted by request {row.id}", target_id=undo_of)
+        else:
+            _audit(db, row, "action.execute", actor, before.to_dict(), result.after.to_dict(),
+                   "replayed: the platform had already applied it" if result.replayed else "")
     return _reload(db, row)
+
+
+def _actor(user: str | None, actor: str | None) -> str:
+    """Who an audit event names: ``actor`` when given, ``user:<user>`` for a deciding user, else
+    the local operator (a rule evaluation run from the command line or a scheduler)."""
+    if actor:
+        return actor
+    if user:
+        return user if user.startswith(ACTOR_PREFIXES) else f"user:{user}"
+    from workbench.formulas.definitions import default_author  # only here: rules need not load formulas
+
+    return f"local:{default_author()}"
+
+
+def _audit(db: Oltp, row: ActionRequest, action: str, actor: str | None, before: dict[str, Any] | None,
+           after: dict[str, Any] | None, note: str = "", *, target_id: str | None = None) -> None:
+    """One audit event on an action request. The change is already committed (and on the
+    platform): a failure to audit it is logged loudly rather than reported as a failed action."""
+    detail = f"{row.kind} on {row.platform} {row.level} {row.entity_id}"
+    detail += f", rule {row.rule}" if row.rule else ""
+    detail += f"; {note}" if note else ""
+    try:
+        audit.record(db, org_id=row.org_id, actor=_actor(None, actor), action=action, target_kind="action_request",
+                     target_id=target_id or row.id, before=before, after=after, detail=detail)
+    except Exception as exc:
+        log.error("audit event %s on action request %s of '%s' not recorded: %s", action, row.id,
+                  row.org_id, exc)
 
 
 def _call(writer: PlatformWriter, row: ActionRequest, target: dict[str, Any]) -> WriteResult:

@@ -194,20 +194,23 @@ class Rules:
         """Approve a waiting action: it runs now, unless it expired or the entity changed meanwhile."""
         from workbench.rules.actions import approve
 
-        return approve(self.ws.stores.db, self.org_id, request_id, user or self.ctx.author, self._writer_for())
+        return approve(self.ws.stores.db, self.org_id, request_id, user or self.ctx.author, self._writer_for(),
+                       actor=None if user else self.ctx.actor)
 
     @requires("actions.decide")
     def reject(self, request_id: str, user: str | None = None, reason: str | None = None) -> Any:
         from workbench.rules.actions import reject
 
-        return reject(self.ws.stores.db, self.org_id, request_id, user or self.ctx.author, reason=reason)
+        return reject(self.ws.stores.db, self.org_id, request_id, user or self.ctx.author, reason=reason,
+                      actor=None if user else self.ctx.actor)
 
     @requires("actions.decide")
     def undo(self, request_id: str, user: str | None = None) -> Any:
         """Revert an executed action (the old budget or status), unless the entity changed since."""
         from workbench.rules.actions import undo
 
-        return undo(self.ws.stores.db, self.org_id, request_id, user or self.ctx.author, self._writer_for())
+        return undo(self.ws.stores.db, self.org_id, request_id, user or self.ctx.author, self._writer_for(),
+                       actor=None if user else self.ctx.actor)
 
     @requires("data.read")
     def versions(self, name: str) -> pl.DataFrame:
