@@ -17,6 +17,7 @@ from workbench.cli_rules import rules_app
 from workbench.cli_connections import connections_app
 from workbench.cli_users import auth_app, register_org_commands, tokens_app, users_app
 from workbench.cli_users import login as login_command
+from workbench.cli_config import config_app
 from workbench.cli_modules import modules as modules_command
 from workbench.cli_usage import audit as audit_command
 from workbench.cli_usage import usage as usage_command
@@ -41,6 +42,7 @@ app.add_typer(auth_app, name="auth")
 app.command("login")(login_command)
 register_org_commands(orgs_app)
 app.command("modules")(modules_command)
+app.add_typer(config_app, name="config")
 app.command("usage")(usage_command)
 app.command("audit")(audit_command)
 

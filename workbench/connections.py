@@ -67,8 +67,20 @@ def add(ws: Workspace, platform: str, name: str | None = None, *,
                 current.lookback_days if current is not None else cls.default_lookback_days)
     if lookback < 0:
         raise ValidationError("lookback_days must be 0 or more")
-    return repo.upsert_connection(ws.stores.db, key, ws.org.id, name, platform, merged_settings,
+    from workbench import audit, config_service
+
+    # the versioned document (platform, settings, look-back; never credentials), checked before anything is written
+    doc = config_service.validate(ws.stores.db, ws.org.id, "connection", name,
+                                  {"platform": platform, "settings": merged_settings, "lookback_days": lookback})
+    conn = repo.upsert_connection(ws.stores.db, key, ws.org.id, name, platform, merged_settings,
                                   lookback, merged_creds if cls.credential_fields or credentials else None)
+    config_service.save(ws.stores.db, ws.org.id, "connection", name, doc, author=ws.ctx.author, actor=ws.ctx.actor,
+                        comment="updated" if current is not None else "added", refuse_unchanged=False, apply=False)
+    given = sorted(k for k, v in (credentials or {}).items() if v)
+    if given:  # which credentials were set, never their values
+        audit.record(ws.stores.db, org_id=ws.org.id, actor=ws.ctx.actor, action="connection.credentials",
+                     target_kind="connection", target_id=name, detail=f"set {', '.join(given)}")
+    return conn
 
 
 def _open(ws: Workspace, name: str) -> Connector:
@@ -132,7 +144,14 @@ def sync(ws: Workspace, names: list[str] | None = None, start: dt.date | None = 
 
 def remove(ws: Workspace, name: str) -> None:
     """Delete the connection and its stored credentials; landed data stays in the lake."""
+    from workbench import config_service
+    from workbench.oltp import configs
+
     repo.remove_connection(ws.stores.db, ws.org.id, name)
+    latest = configs.latest(ws.stores.db, ws.org.id, "connection", name)
+    if latest is not None and latest.body is not None:  # connections made before versioning have no document
+        config_service.remove(ws.stores.db, ws.org.id, "connection", name, author=ws.ctx.author,
+                              actor=ws.ctx.actor, comment="removed", apply=False)
 
 
 def frame(ws: Workspace) -> pl.DataFrame:

@@ -23,6 +23,7 @@ from workbench.formulas.api import Explanation
 from workbench.formulas.definitions import MetricChange
 
 if TYPE_CHECKING:
+    from workbench.config_service import WorkspaceConfigs
     from workbench.connections import SyncResult
     from workbench.rules.api import Rules
 from workbench.lake.schemas import TABLES
@@ -218,6 +219,15 @@ class Workspace:
     # -- rules ---------------------------------------------------------------------------------
 
     @property
+    def config(self) -> WorkspaceConfigs:
+        """The organisation's versioned configuration documents (connections, metrics, rules,
+        budgets, schedules, channels): show, history, diff, set, rollback; permissions checked
+        per operation."""
+        from workbench.config_service import WorkspaceConfigs
+
+        return WorkspaceConfigs(self)
+
+    @property
     def rules(self) -> Rules:
         """Rules: ``ws.rules.list()``, ``.define(doc)``, ``.preview(name)``, ``.backtest(name, start, end)``,
         ``.evaluate()``, ``.history()``."""
@@ -249,17 +259,25 @@ class Workspace:
     def define_metric(self, name: str, formula: str, *, description: str = "", unit: str | None = None,
                       format: str | None = None, comment: str = "") -> MetricChange:
         """Validate and store this organisation's definition of a metric (a new version)."""
+        from workbench import config_service
         from workbench.formulas import definitions
 
-        return definitions.define(self.stores.db, self.org.id, name, formula, description=description,
-                                  unit=unit, format=format, comment=comment)
+        change = definitions.define(self.stores.db, self.org.id, name, formula, description=description,
+                                    unit=unit, format=format, comment=comment, author=self.ctx.author)
+        config_service.audit_version(self.stores.db, self.org.id, "metric", name, change.version,
+                                     actor=self.ctx.actor)
+        return change
 
     @requires("config.write")
     def remove_metric(self, name: str, *, comment: str = "") -> MetricChange:
         """Remove this organisation's definition of a metric (a pack's definition returns)."""
+        from workbench import config_service
         from workbench.formulas import definitions
 
-        return definitions.remove(self.stores.db, self.org.id, name, comment=comment)
+        change = definitions.remove(self.stores.db, self.org.id, name, comment=comment, author=self.ctx.author)
+        config_service.audit_version(self.stores.db, self.org.id, "metric", name, change.version,
+                                     actor=self.ctx.actor)
+        return change
 
     @requires("data.read")
     def metric_catalog(self) -> pl.DataFrame:

@@ -19,7 +19,7 @@ from workbench.errors import NotFoundError, ValidationError
 from workbench.oltp import configs
 from workbench.oltp.db import Oltp
 from workbench.oltp.models import ConfigVersion
-from workbench.oltp.repo import decrypt_credentials, encrypt_credentials, get_org
+from workbench.oltp.repo import decrypt_credentials
 
 KIND = "channel"
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
@@ -70,45 +70,27 @@ def _target(row: ConfigVersion) -> ChannelTarget:
 
 def save_channel(db: Oltp, key: bytes, org_id: str, name: str, type: str, settings: dict[str, Any],
                  secrets: dict[str, str] | None, author: str, comment: str = "") -> ChannelTarget:
-    """Save version n+1 of the organisation's channel target ``name``.
+    """Save version n+1 of the organisation's channel target ``name`` (a ``channel`` document of
+    the configuration service: validated, versioned and audited there).
 
     ``secrets`` are encrypted with ``key`` (``settings.credentials_key``). ``secrets=None`` keeps
-    the secrets of the current version (to change only settings), if it has the same type.
+    the secrets of the current version (to change only settings), if it has the same type. Saving
+    exactly the current target again keeps its current version.
     """
-    from workbench.notify.registry import channels
+    from workbench import config_service
 
-    if not NAME.match(name):
-        raise ValidationError(f"channel name '{name}' must be 1-100 lowercase letters, digits, '-', '_' "
-                              "or '.', e.g. team-slack")
-    try:
-        cls = channels.get(type)
-    except NotFoundError as exc:
-        raise ValidationError(str(exc)) from None
-    if not cls.configurable:
-        raise ValidationError(f"{type} targets are {cls.target_hint} given when a notification is sent; "
-                              "they need no channel configuration")
-    get_org(db, org_id)
-    existing = configs.current(db, org_id, KIND).get(name)
-    token: str | None
-    if secrets is None:
-        if existing is None or (existing.body or {}).get("type") != type:
-            raise ValidationError(f"channel '{name}' needs its secrets ({', '.join(cls.secret_fields)})")
-        token = (existing.body or {}).get("secrets")
-        secrets = decrypt_credentials(key, token)
-        cls.check_config(settings, secrets)
-    else:
-        cls.check_config(settings, secrets)
-        token = encrypt_credentials(key, secrets)
-    secret_names = sorted(secrets)
-    body = {"type": type, "settings": settings, "secret_names": secret_names, "secrets": token}
-    return _target(configs.save_version(db, org_id, KIND, name, body, author, comment))
+    body = {"type": type, "settings": settings, "secrets": secrets}
+    return _target(config_service.save(db, org_id, KIND, name, body, author=author, comment=comment, key=key,
+                                       refuse_unchanged=False))
 
 
 def remove_channel(db: Oltp, org_id: str, name: str, author: str, comment: str = "") -> None:
     """Remove the target (a version without a body; its history stays)."""
+    from workbench import config_service
+
     if name not in configs.current(db, org_id, KIND):
         raise NotFoundError(f"organisation '{org_id}' has no channel '{name}'")
-    configs.save_version(db, org_id, KIND, name, None, author, comment)
+    config_service.remove(db, org_id, KIND, name, author=author, comment=comment)  # versioned and audited
 
 
 def list_channels(db: Oltp, org_id: str) -> list[ChannelTarget]:

@@ -54,6 +54,7 @@ def history(db: Oltp, org_id: str, kind: str, name: str) -> list[ConfigVersion]:
 
 
 def get_version(db: Oltp, org_id: str, kind: str, name: str, version: int) -> ConfigVersion:
+    """Version ``version`` of one document of the organisation (a removal has ``body=None``)."""
     with db.session() as s:
         row = s.scalar(select(ConfigVersion).where(
             ConfigVersion.org_id == org_id, ConfigVersion.kind == kind, ConfigVersion.name == name,
@@ -61,3 +62,18 @@ def get_version(db: Oltp, org_id: str, kind: str, name: str, version: int) -> Co
     if row is None:
         raise NotFoundError(f"{kind} '{name}' has no version {version}")
     return row
+
+
+def latest(db: Oltp, org_id: str, kind: str, name: str) -> ConfigVersion | None:
+    """The highest version of one document (a removal too), or ``None`` if it was never saved."""
+    with db.session() as s:
+        return s.scalar(select(ConfigVersion).where(
+            ConfigVersion.org_id == org_id, ConfigVersion.kind == kind, ConfigVersion.name == name)
+            .order_by(ConfigVersion.version.desc()).limit(1))
+
+
+def names(db: Oltp, org_id: str, kind: str) -> list[str]:
+    """Every document name of ``kind`` the organisation ever saved (removed ones too), sorted."""
+    with db.session() as s:
+        return sorted(s.scalars(select(ConfigVersion.name).where(
+            ConfigVersion.org_id == org_id, ConfigVersion.kind == kind).distinct()))

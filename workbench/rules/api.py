@@ -91,7 +91,13 @@ class Rules:
     @requires("config.write")
     def define(self, doc: dict[str, Any] | str | Path | Rule, *, comment: str = "") -> int:
         """Validate and save a rule (a new version); returns the version number."""
-        return definitions.define(self.ws.stores.db, self.org_id, read_document(doc), comment=comment).version
+        from workbench import config_service
+
+        row = definitions.define(self.ws.stores.db, self.org_id, read_document(doc), comment=comment,
+                                 author=self.ctx.author)
+        config_service.audit_version(self.ws.stores.db, self.org_id, "rule", row.name, row.version,
+                                     actor=self.ctx.actor)
+        return row.version
 
     @requires("config.write")
     def enable(self, name: str, enabled: bool = True, *, comment: str = "") -> int:
