@@ -21,7 +21,7 @@ from workbench.cli_config import config_app
 from workbench.cli_modules import modules as modules_command
 from workbench.cli_usage import audit as audit_command
 from workbench.cli_usage import usage as usage_command
-from workbench.cli_common import _DEBUG, Format, FromOpt, OrgOpt, ToOpt, _date, err, out, print_frame
+from workbench.cli_common import _DEBUG, operator_only, Format, FromOpt, OrgOpt, ToOpt, _date, err, out, print_frame
 from workbench.errors import WorkbenchError
 
 app = typer.Typer(help="Analytics workbench for advertising operations: ingest, transform, query.",
@@ -67,6 +67,7 @@ def init() -> None:
     """
     from workbench.stores import init as init_stores
 
+    operator_only("init")
     stores = init_stores()
     out.print(f"workbench ready in {stores.settings.home}")
 
@@ -80,6 +81,7 @@ def demo(org: Annotated[list[str] | None, typer.Option("--org", help="Demo organ
     """
     from workbench.demo import run_demo
 
+    operator_only("demo")
     for s in run_demo(orgs=org, days=days):
         out.rule(f"[bold]{s.org}[/bold] (reporting currency {s.currency}) - {s.seconds:.1f} s")
         print_frame(s.layers, "rows per layer")
@@ -173,6 +175,7 @@ def orgs_add(slug: str, name: Annotated[str, typer.Option(help="Display name.")]
     from workbench.oltp import repo
     from workbench.stores import get_stores
 
+    operator_only("orgs add")
     org = repo.create_org(get_stores().db, slug, name, currency.upper(), timezone)
     out.print(f"created organisation {org.id} ({org.currency}, {org.timezone})")
 
@@ -183,6 +186,7 @@ def orgs_list() -> None:
     from workbench.oltp import repo
     from workbench.stores import get_stores
 
+    operator_only("orgs list")  # every organisation's name
     rows = [{"slug": o.id, "name": o.name, "currency": o.currency, "timezone": o.timezone}
             for o in repo.list_orgs(get_stores().db)]
     print_frame(pl.DataFrame(rows, schema=["slug", "name", "currency", "timezone"]))
@@ -197,6 +201,7 @@ def fx_load(file: Path) -> None:
     from workbench.medallion.rates import load_rates_into_lake
     from workbench.stores import get_stores
 
+    operator_only("fx load")  # rates are shared by every organisation
     n = load_rates_into_lake(get_stores().lake, file)
     out.print(f"loaded {n:,} rates from {file}; re-run `workbench transform --from --to` to apply them to past data")
 

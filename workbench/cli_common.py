@@ -50,3 +50,15 @@ def print_frame(df: pl.DataFrame, title: str | None = None, fmt: Format = Format
 
 def _date(value: dt.datetime | None) -> dt.date | None:
     return value.date() if value else None
+
+
+def operator_only(command: str) -> None:
+    """Refuse ``command`` when the command line acts for a token (``WORKBENCH_TOKEN``): it reads
+    or changes the whole workbench (users, keys, every organisation's outbox), which only its
+    operator may."""
+    from workbench.auth.context import OPERATOR_PROCESS
+    from workbench.errors import PermissionDenied
+
+    if not OPERATOR_PROCESS["on"]:
+        raise PermissionDenied(f"`workbench {command}` acts on the whole workbench: run it as its operator, "
+                               "without WORKBENCH_TOKEN")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import polars as pl
 import typer
 
-from workbench.cli_common import Format, OrgOpt, out, print_frame
+from workbench.cli_common import Format, OrgOpt, operator_only, out, print_frame
 
 if TYPE_CHECKING:
     from workbench.oltp.db import Oltp
@@ -21,6 +21,11 @@ notify_app = typer.Typer(help="Notifications: `workbench notify dispatch`, `work
 channel_app = typer.Typer(help="Channel targets: `workbench notify channel add team-slack --org acme --type slack`.",
                           no_args_is_help=True)
 notify_app.add_typer(channel_app, name="channel")
+
+
+@notify_app.callback()
+def _operator_only() -> None:
+    operator_only("notify")  # the outbox of every organisation, read without a workspace
 
 
 class ChannelType(str, Enum):

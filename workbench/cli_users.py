@@ -13,13 +13,23 @@ from typing import Annotated
 
 import typer
 
-from workbench.cli_common import Format, OrgOpt, err, out, print_frame
+from workbench.cli_common import Format, OrgOpt, err, operator_only, out, print_frame
 
 users_app = typer.Typer(help="Users: `workbench users add ana@example.com --name Ana`.", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens: `workbench tokens create scheduler --org acme --role editor`.",
                          no_args_is_help=True)
 auth_app = typer.Typer(help="Signing keys of access tokens: `workbench auth rotate-key`.", no_args_is_help=True)
 RoleOpt = Annotated[str, typer.Option("--role", help="viewer, editor or admin.")]
+
+
+@users_app.callback()
+def _users_operator_only() -> None:
+    operator_only("users")
+
+
+@auth_app.callback()
+def _auth_operator_only() -> None:
+    operator_only("auth")
 
 
 def _stores():  # type: ignore[no-untyped-def]

@@ -70,3 +70,14 @@ def test_an_admin_sets_up_users_and_tokens_and_each_acts_within_its_role(tmp_pat
     run(home, "users", "disable", "vi@acme.test")
     fresh = run(home, "login", "vi@acme.test", "--org", "acme", "--password-stdin", stdin=PASSWORD + "\n", ok=False)
     assert "wrong email or password" in fresh.stderr
+
+
+def test_whole_workbench_commands_refuse_a_token(tmp_path):
+    home = tmp_path / "home"
+    run(home, "orgs", "add", "acme", "--name", "Acme")
+    token = run(home, "tokens", "create", "admin-script", "--org", "acme", "--role", "admin").stdout.strip()
+    for args in (("users", "list"), ("auth", "keys"), ("notify", "status", "--org", "acme"), ("orgs", "list"),
+                 ("orgs", "add", "globex", "--name", "Globex")):
+        refused = run(home, *args, token=token, ok=False)
+        assert "acts on the whole workbench: run it as its operator" in refused.stderr, args
+    assert run(home, "orgs", "members", "--org", "acme", token=token).returncode == 0  # org-scoped: allowed
