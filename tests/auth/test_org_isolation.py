@@ -202,3 +202,22 @@ def test_a_revoked_member_and_a_revoked_token_lose_access_at_once(world):
     for t in (token, api):
         with pytest.raises(AuthenticationError):
             workbench.open("globex", stores.settings, token=t)
+
+
+@pytest.mark.parametrize("role", ["viewer", "admin"])
+def test_every_public_operation_refuses_a_context_of_another_organisation(world, role):
+    """Whatever the operation and its arguments, a context for globex on acme's workspace fails
+    closed before the operation runs (the guard comes first; arguments are never looked at)."""
+    from workbench.config_service import WorkspaceConfigs
+
+    stores, _ = world
+    ws = Workspace(stores, "acme")
+    object.__setattr__(ws, "ctx", RequestContext(f"user:{role}@globex.test", "globex", role))  # as if smuggled in
+    checked = 0
+    for obj in (ws, ws.rules, WorkspaceConfigs(ws)):
+        for name, fn in vars(type(obj)).items():
+            if hasattr(fn, "__permission__"):
+                with pytest.raises(IsolationError, match="acts for organisation 'globex', not 'acme'"):
+                    getattr(obj, name)()
+                checked += 1
+    assert checked >= 40, checked
