@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, 
 from pydantic import ValidationError as PydanticError
 
 from workbench import audit
+from workbench.auth.context import WorkspaceAccessor
 from workbench.auth.permissions import require, requires
 from workbench.errors import ConfigError, NotFoundError, ValidationError
 from workbench.oltp import configs, repo
@@ -36,8 +37,7 @@ from workbench.oltp.db import Oltp
 from workbench.oltp.models import ConfigVersion
 
 if TYPE_CHECKING:
-    from workbench.auth.context import RequestContext
-    from workbench.workspace import Workspace
+    pass
 
 Body = dict[str, Any]
 REDACTED = "***"
@@ -697,22 +697,10 @@ def rollback(db: Oltp, org_id: str, kind: str, name: str, to_version: int, *, au
 
 # -- a workspace's configuration (``ws.config``), with its permissions ----------------------
 
-class WorkspaceConfigs:
+class WorkspaceConfigs(WorkspaceAccessor):
     """The configuration documents of one workspace's organisation, under its request context:
     reading needs ``data.read``; changing needs ``config.write`` (``connections.manage`` for
     connection documents). Authors and audit actors come from the context."""
-
-    def __init__(self, ws: Workspace) -> None:
-        self.ws = ws
-        self.org_id = ws.org.id
-
-    @property
-    def ctx(self) -> RequestContext:
-        return self.ws.ctx
-
-    def throttle(self) -> None:
-        """The workspace's rate limits (``requires`` takes from them before each operation)."""
-        self.ws.throttle()
 
     @property
     def _db(self) -> Oltp:

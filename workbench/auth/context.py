@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from workbench.auth.permissions import check_role
 
@@ -42,3 +43,20 @@ class RequestContext:
     def author(self) -> str:
         """The name recorded as the author of configuration versions."""
         return self.actor.split(":", 1)[1] if ":" in self.actor else self.actor
+
+
+class WorkspaceAccessor:
+    """Base of the objects a workspace hands out (``ws.rules``, ``ws.config``): they act under
+    the workspace's request context and rate limits, so ``@requires`` guards their methods too."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.org_id: str = ws.org.id
+
+    @property
+    def ctx(self) -> RequestContext:
+        return self.ws.ctx  # type: ignore[no-any-return]
+
+    def throttle(self) -> None:
+        """The workspace's rate limits (``requires`` takes from them before each operation)."""
+        self.ws.throttle()

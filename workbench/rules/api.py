@@ -11,6 +11,7 @@ import polars as pl
 import yaml
 from sqlalchemy import select
 
+from workbench.auth.context import WorkspaceAccessor
 from workbench.auth.permissions import requires
 from workbench.errors import NotFoundError, ValidationError, WorkbenchError
 from workbench.formulas.definitions import load_catalog
@@ -20,8 +21,7 @@ from workbench.rules.definitions import StoredRule
 from workbench.rules.model import Rule
 
 if TYPE_CHECKING:
-    from workbench.auth.context import RequestContext
-    from workbench.workspace import Workspace
+    pass
 
 
 class RuleEvaluationError(WorkbenchError):
@@ -50,19 +50,8 @@ def read_document(doc: dict[str, Any] | str | Path | Rule) -> dict[str, Any] | R
     return loaded
 
 
-class Rules:
+class Rules(WorkspaceAccessor):
     """Rules of one organisation: list, define, validate, preview, backtest, evaluate, history."""
-
-    def __init__(self, ws: Workspace) -> None:
-        self.ws = ws
-        self.org_id = ws.org.id
-
-    @property
-    def ctx(self) -> RequestContext:
-        return self.ws.ctx
-
-    def throttle(self) -> None:
-        self.ws.throttle()
 
     def _stored(self, rule: str | dict[str, Any] | Rule | Path) -> StoredRule:
         if isinstance(rule, str) and "\n" not in rule and not rule.endswith((".yaml", ".yml")):
