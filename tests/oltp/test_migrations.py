@@ -9,6 +9,7 @@ from workbench.oltp.models import Base
 TABLES = {"organisations", "connections", "batches", "job_runs", "events", "config_versions",
           "rule_evaluations", "rule_states", "alerts", "notifications", "inbox_messages", "action_requests",
           "platform_writes", "users", "memberships", "api_tokens", "audit_events", "usage_records",
+          "job_locks", "event_cursors", "backfills",
           "alembic_version"}
 PREVIOUS_RELEASE = "0004"  # the schema of the last release before the connectors and the control plane
 

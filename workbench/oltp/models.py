@@ -82,6 +82,11 @@ class JobRun(Base):
     finished_at: Mapped[dt.datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # scheduled runs: what started it ("schedule", "manual", "event:<seq>", "backfill:<id>"),
+    # the slot it ran for, and the executed notebook under WORKBENCH_HOME/runs
+    trigger: Mapped[str | None] = mapped_column(String(64))
+    scheduled_for: Mapped[dt.datetime | None]
+    notebook: Mapped[str | None] = mapped_column(Text)
 
 
 class Event(Base):
@@ -332,4 +337,49 @@ class UsageRecord(Base):
     metric: Mapped[str] = mapped_column(String(64), primary_key=True)  # rows_ingested, api_calls, ...
     source: Mapped[str] = mapped_column(String(128), primary_key=True)  # platform, job or channel; "" for none
     quantity: Mapped[float] = mapped_column(default=0.0)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=_now, onupdate=_now)
+
+
+# -- the scheduler ------------------------------------------------------------------------------
+
+class JobLock(Base):
+    """A lease on one job of one organisation, for stores without advisory locks (SQLite):
+    held until ``expires_at``; a crashed holder's lease simply runs out."""
+
+    __tablename__ = "job_locks"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)  # "<org>/<job>"
+    owner: Mapped[str] = mapped_column(String(64))
+    acquired_at: Mapped[dt.datetime] = mapped_column(default=_now)
+    expires_at: Mapped[dt.datetime]
+
+
+class EventCursor(Base):
+    """How far one consumer (a chained stage) has read an organisation's event log, so each
+    event starts its stage once."""
+
+    __tablename__ = "event_cursors"
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True)
+    consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=_now, onupdate=_now)
+
+
+class Backfill(Base):
+    """A long range cut into windows run in order; ``next_start`` makes it resumable."""
+
+    __tablename__ = "backfills"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    job: Mapped[str] = mapped_column(String(64))
+    start: Mapped[dt.date] = mapped_column(Date)
+    end: Mapped[dt.date] = mapped_column(Date)
+    window_days: Mapped[int] = mapped_column(Integer)
+    parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    next_start: Mapped[dt.date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running / done / failed
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=_now)
     updated_at: Mapped[dt.datetime] = mapped_column(default=_now, onupdate=_now)
