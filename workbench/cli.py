@@ -19,6 +19,8 @@ from workbench.cli_users import auth_app, register_org_commands, tokens_app, use
 from workbench.cli_users import login as login_command
 from workbench.cli_config import config_app
 from workbench.cli_modules import modules as modules_command
+from workbench.cli_schedule import schedule_app
+from workbench.cli_schedule import worker as worker_command
 from workbench.cli_usage import audit as audit_command
 from workbench.cli_usage import usage as usage_command
 from workbench.cli_common import _DEBUG, operator_only, Format, FromOpt, OrgOpt, ToOpt, _date, err, out, print_frame
@@ -43,6 +45,8 @@ app.command("login")(login_command)
 register_org_commands(orgs_app)
 app.command("modules")(modules_command)
 app.add_typer(config_app, name="config")
+app.add_typer(schedule_app, name="schedule")
+app.command("worker")(worker_command)
 app.command("usage")(usage_command)
 app.command("audit")(audit_command)
 

@@ -1,0 +1,1 @@
+"""The scheduler: scheduled notebooks, locks, ticks, chaining and backfills."""
