@@ -51,22 +51,29 @@ def test_one_tick_runs_the_chain_from_ingest_to_an_alert_in_the_inbox(stores, ac
     assert core.tick(stores, NOW) == []  # nothing due, no event left: a replay does nothing
 
 
-def test_a_job_is_due_once_per_slot_and_failures_retry_with_back_off(stores, acme):
-    only(stores, "acme", "transform")
-    config_service.save(stores.db, "acme", "schedule", "transform",
+def test_transient_failures_retry_with_back_off_and_final_ones_do_not(stores, acme):
+    only(stores, "acme", "ingest", "transform")
+    acme.add_connection("meta", credentials={"access_token": "EAA-test-token"},  # a platform that is down
+                        settings={"base_url": "http://127.0.0.1:9", "account_ids": ["act_1"], "max_attempts": 1,
+                                  "timeout_seconds": 0.5})
+    config_service.save(stores.db, "acme", "schedule", "ingest",
+                        {"job": "ingest", "cron": "0 * * * *", "parameters": {"source": "meta"}}, author="test")
+    config_service.save(stores.db, "acme", "schedule", "transform",  # a window ending before it starts
                         {"job": "transform", "cron": "0 * * * *", "parameters": {"start": "2026-11-01",
                                                                                    "end": "2026-10-01"}},
-                        author="test")  # a window ending before it starts: the notebook fails
+                        author="test")
     first = core.tick(stores, NOW)
-    assert [(o.job, o.status) for o in first] == [("transform", "failed")]
-    assert "before" in (first[0].error or "")
+    assert [(o.job, o.status) for o in first] == [("ingest", "failed"), ("transform", "failed")]
+    assert (first[0].error or "").startswith("TransientApiError") and "before" in (first[1].error or "")
     assert core.tick(stores, NOW + dt.timedelta(minutes=1)) == []  # back-off: 5 minutes
     again = core.tick(stores, NOW + dt.timedelta(minutes=6))
-    assert [(o.job, o.status) for o in again] == [("transform", "failed")]
-    runs = [(r.attempt, r.status) for r in core.history(stores, "acme")]
-    assert runs == [(2, "failed"), (1, "failed")]
+    assert [(o.job, o.status) for o in again] == [("ingest", "failed")]  # the bad window is final
+    runs = sorted((r.job, r.attempt, r.status) for r in core.history(stores, "acme"))
+    assert runs == [("ingest", 1, "failed"), ("ingest", 2, "failed"), ("transform", 1, "failed")]
     alerts = inapp.inbox(stores.db, "acme", "admins")
-    assert len(alerts) == 2 and alerts[0].title == "scheduled job transform failed"
+    assert len(alerts) == 3 and {a.title for a in alerts} == {"scheduled job ingest failed",
+                                                              "scheduled job transform failed"}
+    assert "EAA-test-token" not in " ".join(a.body for a in alerts)
 
 
 def test_two_schedulers_at_once_run_a_due_job_exactly_once(stores, acme, tmp_path):

@@ -217,7 +217,7 @@ def _due(stores: Stores, org_id: str, spec: JobSpec, schedule: Schedule,
     last = runs[0]
     if last.status == "running" and _crashed(stores, org_id, spec.job, last, now):
         return slot, last.attempt + 1  # no back-off: the run never finished, it did not fail
-    if last.status != "failed" or last.attempt >= schedule.max_attempts:
+    if last.status != "failed" or last.attempt >= schedule.max_attempts or not transient(last.error):
         return None
     finished = _utc(last.finished_at or last.started_at)
     if now < finished + dt.timedelta(minutes=schedule.backoff_minutes * 2 ** (last.attempt - 1)):
@@ -241,6 +241,22 @@ def _run_chain(stores: Stores, org: str, schedule: Schedule, now: dt.datetime) -
         if not started:
             break
     return outcomes
+
+
+def transient(error: str | None) -> bool:
+    """Whether a failed run's error (``"<ExceptionName>: message"``) is worth retrying: a
+    ``TransientError`` of any kind (a platform's 5xx or throttle, a lost commit race), a kernel
+    that died, a run whose process died. A wrong parameter or bad credentials fail for good."""
+    import workbench.errors as errors
+    from connectors import base as connector_errors
+
+    from connectors import http as connector_http
+
+    name = (error or "").split(":", 1)[0].strip()
+    if name == "DeadKernelError" or (error or "").startswith("the run stopped without finishing"):
+        return True
+    cls = next((getattr(m, name) for m in (errors, connector_errors, connector_http) if hasattr(m, name)), None)
+    return isinstance(cls, type) and issubclass(cls, errors.TransientError)
 
 
 def _crashed(stores: Stores, org_id: str, job: str, run: JobRun, now: dt.datetime) -> bool:
