@@ -93,7 +93,7 @@ def test_two_schedulers_at_once_run_a_due_job_exactly_once(stores, acme, tmp_pat
     assert len(runs) == 1, (statuses, [r[1][-500:] for r in results])
 
 
-def test_a_backfill_runs_windows_in_order_and_resumes_after_a_failure(stores, acme):
+def test_a_backfill_runs_its_windows_in_order(stores, acme):
     row = core.backfill(stores, "acme", "ingest", dt.date(2026, 11, 1), dt.date(2026, 11, 10), window_days=4)
     assert row.status == "done"
     windows = [(r.parameters["start"], r.parameters["end"]) for r in reversed(core.history(stores, "acme"))]
@@ -127,3 +127,23 @@ def test_a_run_killed_mid_way_loses_its_lock_and_the_next_tick_reruns_it_once(st
     assert runs[("ingest", 1)].status == "failed" and "process died" in (runs[("ingest", 1)].error or "")
     batches = repo.list_batches(stores.db, "acme")
     assert len(batches) == 1, "the killed run landed nothing; the rerun landed once"
+
+
+def test_a_failed_backfill_window_stops_it_and_the_same_call_resumes_there(stores, acme, monkeypatch):
+    calls: list[tuple[str, str]] = []
+    fail_once = {"2026-11-05"}
+
+    def fake_run(stores_, org, job, params, **kwargs):
+        calls.append((params["start"], params["end"]))
+        if params["start"] in fail_once:
+            fail_once.clear()
+            return core.RunOutcome(job, org, "failed", error="TransientApiError: meta is down")
+        return core.RunOutcome(job, org, "succeeded")
+
+    monkeypatch.setattr(core, "run_job", fake_run)
+    first = core.backfill(stores, "acme", "ingest", dt.date(2026, 11, 1), dt.date(2026, 11, 12), window_days=4)
+    assert first.status == "failed" and "window 2026-11-05..2026-11-08" in (first.error or "")
+    resumed = core.backfill(stores, "acme", "ingest", dt.date(2026, 11, 1), dt.date(2026, 11, 12), window_days=4)
+    assert resumed.status == "done" and resumed.id == first.id
+    assert calls == [("2026-11-01", "2026-11-04"), ("2026-11-05", "2026-11-08"),  # then it resumes there
+                     ("2026-11-05", "2026-11-08"), ("2026-11-09", "2026-11-12")]
