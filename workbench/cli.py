@@ -23,7 +23,7 @@ from workbench.cli_schedule import schedule_app
 from workbench.cli_schedule import worker as worker_command
 from workbench.cli_usage import audit as audit_command
 from workbench.cli_usage import usage as usage_command
-from workbench.cli_common import _DEBUG, operator_only, Format, FromOpt, OrgOpt, ToOpt, _date, err, out, print_frame
+from workbench.cli_common import _DEBUG, key_values, operator_only, Format, FromOpt, OrgOpt, ToOpt, _date, err, out, print_frame
 from workbench.errors import WorkbenchError
 
 app = typer.Typer(help="Analytics workbench for advertising operations: ingest, transform, query.",
@@ -111,12 +111,7 @@ def ingest(org: OrgOpt,
     """
     import workbench
 
-    mapping = {}
-    for item in map_ or []:
-        if "=" not in item:
-            raise typer.BadParameter(f"--map takes canonical=Header, got '{item}'")
-        key, value = item.split("=", 1)
-        mapping[key.strip()] = value.strip()
+    mapping = {k: v.strip() for k, v in key_values(map_, "--map", "canonical=Header").items()}
     settings = {k: v for k, v in {"currency": currency, "platform": platform}.items() if v}
     ws = workbench.open(org)
     result = ws.ingest(source, _date(start), _date(end), file=file, mapping=mapping or None,
@@ -150,12 +145,7 @@ def query(org: OrgOpt, sql: Annotated[str, typer.Argument(help="ClickHouse SQL o
     """
     import workbench
 
-    params = {}
-    for item in param or []:
-        if "=" not in item:
-            raise typer.BadParameter(f"--param takes name=value, got '{item}'")
-        k, v = item.split("=", 1)
-        params[k] = v
+    params = key_values(param, "--param", "name=value")
     print_frame(workbench.open(org).query(sql, params), fmt=fmt)
 
 

@@ -62,3 +62,15 @@ def operator_only(command: str) -> None:
     if not OPERATOR_PROCESS["on"]:
         raise PermissionDenied(f"`workbench {command}` acts on the whole workbench: run it as its operator, "
                                "without WORKBENCH_TOKEN")
+
+
+def key_values(items: list[str] | None, option: str, form: str = "key=value") -> dict[str, str]:
+    """``["a=1", "b=x=y"]`` as ``{"a": "1", "b": "x=y"}`` (keys stripped); a usage error naming
+    ``option`` for an item without ``=``."""
+    pairs: dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise typer.BadParameter(f"{option} takes {form}, got '{item}'")
+        key, value = item.split("=", 1)
+        pairs[key.strip()] = value
+    return pairs

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from workbench.cli_common import Format, FromOpt, OrgOpt, ToOpt, _date, err, out, print_frame
+from workbench.cli_common import Format, FromOpt, OrgOpt, ToOpt, _date, err, key_values, out, print_frame
 from workbench.errors import ValidationError
 
 connections_app = typer.Typer(
@@ -32,16 +32,6 @@ def _value(key: str, text: str) -> Any:
     if key.endswith("_ids"):
         return [v.strip() for v in stripped.split(",") if v.strip()]
     return stripped
-
-
-def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
-    pairs = {}
-    for item in items or []:
-        if "=" not in item:
-            raise typer.BadParameter(f"{what} takes key=value, got '{item}'")
-        key, value = item.split("=", 1)
-        pairs[key.strip()] = value
-    return pairs
 
 
 def _read_credentials(path: Path) -> dict[str, str]:
@@ -77,7 +67,7 @@ def add(org: OrgOpt,
     from workbench import connections
 
     ws = workbench.open(org)
-    settings = {k: _value(k, v) for k, v in _pairs(setting, "--setting").items()}
+    settings = {k: _value(k, v) for k, v in key_values(setting, "--setting").items()}
     creds = _read_credentials(credentials_file) if credentials_file else {}
     if sys.stdin.isatty():  # prompt for what the file did not give; Enter keeps a stored value
         for f in connections.credential_fields(platform):

@@ -9,7 +9,7 @@ from typing import Annotated
 import polars as pl
 import typer
 
-from workbench.cli_common import Format, FromOpt, ToOpt, _date, err, operator_only, out, print_frame
+from workbench.cli_common import Format, FromOpt, ToOpt, _date, err, key_values, operator_only, out, print_frame
 
 schedule_app = typer.Typer(help="Scheduled notebooks: `workbench schedule tick` (from cron every minute).",
                            no_args_is_help=True)
@@ -85,12 +85,7 @@ def run(job: str, org: Annotated[str, typer.Option("--org", help="Organisation s
     """
     from workbench.scheduler.core import run_job
 
-    params = {}
-    for item in param or []:
-        if "=" not in item:
-            raise typer.BadParameter(f"-p takes KEY=VALUE, got '{item}'")
-        key, value = item.split("=", 1)
-        params[key] = value
+    params = key_values(param, "--param", "KEY=VALUE")
     _outcomes([run_job(_stores(), None if job == "dispatch_notifications" and org == "*" else org, job, params)])
 
 
