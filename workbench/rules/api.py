@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
-import yaml
 from sqlalchemy import select
 
 from workbench.auth.context import WorkspaceAccessor
 from workbench.auth.permissions import requires
-from workbench.errors import NotFoundError, ValidationError, WorkbenchError
+from workbench.errors import ValidationError, WorkbenchError
 from workbench.formulas.definitions import load_catalog
 from workbench.oltp.models import ConfigVersion, RuleEvaluation
 from workbench.rules import definitions, engine
@@ -35,19 +34,9 @@ class RuleEvaluationError(WorkbenchError):
 
 def read_document(doc: dict[str, Any] | str | Path | Rule) -> dict[str, Any] | Rule:
     """A rule given as a dict, a Rule, YAML text or a YAML file path."""
-    if isinstance(doc, (dict, Rule)):
-        return doc
-    is_file = isinstance(doc, Path) or (isinstance(doc, str) and "\n" not in doc and doc.endswith((".yaml", ".yml")))
-    if is_file and not Path(doc).is_file():
-        raise NotFoundError(f"rule file {doc} does not exist")
-    text = Path(doc).read_text() if is_file else str(doc)
-    try:
-        loaded = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ValidationError(f"the rule is not valid YAML: {exc}") from None
-    if not isinstance(loaded, dict):
-        raise ValidationError("a rule document is a mapping (name, condition, actions, ...)")
-    return loaded
+    from workbench.config_service import read_document as read_yaml
+
+    return doc if isinstance(doc, (dict, Rule)) else read_yaml(doc)
 
 
 class Rules(WorkspaceAccessor):
