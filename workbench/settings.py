@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     jwt_audience: str = Field("workbench", description="Audience (aud) of access tokens, checked on every token.")
     jwt_ttl_minutes: int = Field(60, ge=1, description="Lifetime of an access token issued at login.")
     jwt_keys_file: Path | None = Field(None, description="JSON file of signing keys by key id (kid) with the active one; default a generated HMAC key file under home.")
+    job_timeout_seconds: float = Field(3600.0, gt=0, description="Longest a cell of a scheduled notebook may run before the run fails (and is retried).")
     rate_limits_file: Path | None = Field(None, description="YAML file of rate-limit plans (per user, per organisation, login attempts); default the built-in plans.")
 
     @field_validator("home", mode="before")

@@ -166,6 +166,22 @@ def test_a_kernel_that_dies_is_a_failed_run(tmp_path, monkeypatch, settings):
     assert "started" in printed(run.path)  # what ran before it died is kept
 
 
+def test_a_cell_that_runs_too_long_is_a_failed_run_the_scheduler_retries(tmp_path, monkeypatch):
+    from workbench.scheduler.core import transient
+    from workbench.settings import load_settings
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("org = None\nhome = None", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import time\ntime.sleep(30)")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "hangs.ipynb")
+    monkeypatch.setitem(NOTEBOOKS, "dispatch_notifications", tmp_path / "hangs.ipynb")
+    quick = load_settings(home=tmp_path / "home", progress=False, job_timeout_seconds=1)
+    run = run_notebook(quick, "dispatch_notifications", None, {}, "hung", now=NOW)
+    assert not run.ok and (run.error or "").startswith("CellTimeoutError: a cell ran longer than 1 s")
+    assert transient(run.error)
+
+
 @pytest.mark.parametrize(("job", "org", "parameters", "message"), [
     ("ingets", "acme", {}, "unknown job 'ingets'; jobs: ingest, transform, evaluate_rules, dispatch_notifications"),
     ("ingest", "acme", {"sources": "meta"}, "unknown parameter(s) sources for ingest; its parameters: end, source, start"),

@@ -246,14 +246,14 @@ def _run_chain(stores: Stores, org: str, schedule: Schedule, now: dt.datetime) -
 def transient(error: str | None) -> bool:
     """Whether a failed run's error (``"<ExceptionName>: message"``) is worth retrying: a
     ``TransientError`` of any kind (a platform's 5xx or throttle, a lost commit race), a kernel
-    that died, a run whose process died. A wrong parameter or bad credentials fail for good."""
+    that died or a cell that timed out, a run whose process died. A wrong parameter or bad credentials fail for good."""
     import workbench.errors as errors
     from connectors import base as connector_errors
 
     from connectors import http as connector_http
 
     name = (error or "").split(":", 1)[0].strip()
-    if name == "DeadKernelError" or (error or "").startswith("the run stopped without finishing"):
+    if name in ("DeadKernelError", "CellTimeoutError") or (error or "").startswith("the run stopped without finishing"):
         return True
     cls = next((getattr(m, name) for m in (errors, connector_errors, connector_http) if hasattr(m, name)), None)
     return isinstance(cls, type) and issubclass(cls, errors.TransientError)

@@ -98,7 +98,7 @@ def run_notebook(settings: Settings, job: str, org: str | None, parameters: dict
     written with the traceback); bad arguments raise ``ValidationError`` before anything runs.
     """
     import papermill as pm
-    from nbclient.exceptions import DeadKernelError
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     source = notebook_path(job)
     values = check_parameters(job, org, parameters)
@@ -113,9 +113,13 @@ def run_notebook(settings: Settings, job: str, org: str | None, parameters: dict
     with tempfile.TemporaryDirectory(prefix=f"wb-{job}-") as cwd:
         try:
             pm.execute_notebook(str(source), str(out), parameters=values, kernel_name="python3",
-                                progress_bar=False, log_output=False, cwd=cwd)
+                                progress_bar=False, log_output=False, cwd=cwd,
+                                execution_timeout=settings.job_timeout_seconds)
         except pm.PapermillExecutionError as exc:
             error = f"{exc.ename}: {exc.evalue}"
+        except CellTimeoutError:  # a hung platform call, a stuck query: the scheduler retries it
+            error = (f"CellTimeoutError: a cell ran longer than {settings.job_timeout_seconds:g} s "
+                     "(WORKBENCH_JOB_TIMEOUT_SECONDS)")
         except DeadKernelError as exc:  # killed (out of memory, a signal): papermill saved what ran so far
             error = f"DeadKernelError: the kernel died mid-run (killed, or out of memory?): {exc}"
     return NotebookRun(out, error is None, error, time.monotonic() - started)
