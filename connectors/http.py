@@ -112,7 +112,6 @@ class RateLimiter:
         self._stamp = clock()
         self._paused_until = 0.0
         self._lock = threading.Lock()
-        self.waited = 0.0
 
     def acquire(self) -> float:
         """Block until a call may go out; return the seconds waited."""
@@ -128,7 +127,6 @@ class RateLimiter:
                     self._stamp = now
                     if self.rate <= 0 or self._tokens >= 1:
                         self._tokens -= 1 if self.rate > 0 else 0
-                        self.waited += waited
                         return waited
                     delay = (1 - self._tokens) / self.rate
             self._sleep(delay)
